@@ -1,0 +1,108 @@
+"""``rynnvla-bringup PROFILE [name:=value ...]``: run a launch profile's nodes in one process.
+
+The same declaration as ``ros2 launch rynnvla_ros PROFILE.launch.py`` (rynnvla_ros/profiles.py), for tests and for
+machines without the ``ros2`` command line (for example ROS 2 from the PyPI wheels).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rynnvla_ros.profiles import PROFILES, NodeSpec, Profile, get_profile
+
+USAGE = "usage: rynnvla-bringup PROFILE [name:=value ...] [--help]"
+
+
+def share_dir() -> Path:
+    """The package's installed share directory (launch/, config/, sim/)."""
+    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+    try:
+        return Path(get_package_share_directory("rynnvla_ros"))
+    except PackageNotFoundError:
+        raise RuntimeError(
+            "rynnvla_ros is not on the ament index (AMENT_PREFIX_PATH); run `make venv` or source the workspace"
+        ) from None
+
+
+def profile_help(profile: Profile) -> str:
+    """Text listing a profile's arguments and nodes."""
+    lines = [f"rynnvla-bringup {profile.name} [name:=value ...]: {profile.description}", "", "arguments:"]
+    for a in profile.args:
+        choices = f" (one of {', '.join(a.choices)})" if a.choices else ""
+        lines.append(f"  {a.name + ':=' + a.default:<28} {a.description}{choices}")
+    lines += ["", "nodes:"]
+    for n in profile.nodes:
+        cond = f"  [when {n.when.arg} is {' or '.join(n.when.values)}]" if n.when else ""
+        lines.append(f"  {n.name} ({n.executable}){cond}")
+    return "\n".join(lines)
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, str]:
+    """``["a:=1", "b:=x"]`` -> ``{"a": "1", "b": "x"}``; ValueError for anything else."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition(":=")
+        if not sep or not name:
+            raise ValueError(f"expected name:=value, got {item!r}")
+        out[name] = value
+    return out
+
+
+def node_options(profile: Profile, spec: NodeSpec, values: dict[str, str], config_dir: Path) -> dict:
+    """Keyword arguments that give a node class its name, parameter file, argument-driven parameters and remaps."""
+    from rclpy.parameter import Parameter
+
+    cli = ["--ros-args", "-r", f"__node:={spec.name}"]
+    if spec.params_file:
+        path = config_dir / spec.params_file
+        if not path.is_file():
+            raise FileNotFoundError(f"parameter file {path} of node {spec.name} is missing")
+        cli += ["--params-file", str(path)]
+    for src, dst in spec.remappings:
+        cli += ["-r", f"{src}:={dst}"]
+    overrides = [Parameter(p, value=profile.arg(a).convert(values[a])) for p, a in spec.params]
+    return {"cli_args": cli, "parameter_overrides": overrides}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``rynnvla-bringup``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE + "\n\nprofiles:\n" + "\n".join(f"  {p.name}: {p.description}" for p in PROFILES.values()))
+        return 0 if args else 2
+    try:
+        profile = get_profile(args[0])
+        if any(a in ("-h", "--help") for a in args[1:]):
+            print(profile_help(profile))
+            return 0
+        values = profile.resolve(parse_overrides(args[1:]))
+        config_dir = share_dir() / "config"
+    except (ValueError, RuntimeError) as exc:
+        print(f"rynnvla-bringup: {exc}", file=sys.stderr)
+        return 2
+
+    import rclpy
+
+    from rynnvla_ros.node_runner import node_class, spin_nodes
+
+    rclpy.init(args=[])
+    nodes = []
+    try:
+        for spec in profile.active_nodes(values):
+            nodes.append(node_class(spec.executable)(**node_options(profile, spec, values, config_dir)))
+    except Exception as exc:
+        print(f"rynnvla-bringup: cannot start {profile.name}: {exc}", file=sys.stderr)
+        for node in nodes:
+            node.destroy_node()
+        rclpy.shutdown()
+        return 1
+    if not nodes:
+        print(f"rynnvla-bringup: no node of {profile.name} is active for these arguments", file=sys.stderr)
+        rclpy.shutdown()
+        return 1
+    print(f"rynnvla-bringup {profile.name}: running {', '.join(n.get_name() for n in nodes)}", flush=True)
+    spin_nodes(nodes)
+    return 0

@@ -1,0 +1,10 @@
+"""The package's ROS node executables: name -> ``module:NodeClass`` (the one list).
+
+The CMake build writes a launcher per entry into lib/rynnvla_ros (for ``ros2 run`` / ``ros2 launch``), and
+``rynnvla-bringup`` instantiates the same classes in one process. Keep this file free of imports: the build reads
+it without the package's dependencies.
+"""
+
+NODES = {
+    "camera": "rynnvla_ros.nodes.camera:CameraNode",
+}

@@ -1,0 +1,62 @@
+"""Start node classes: one per process (``ros2 run`` executables) or several in one process (``rynnvla-bringup``)."""
+
+from __future__ import annotations
+
+import importlib
+import signal
+import sys
+from collections.abc import Sequence
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+
+from rynnvla_ros.executables import NODES
+
+
+def load_node_class(target: str) -> type[Node]:
+    """Import ``module:Class`` (a value of :data:`rynnvla_ros.executables.NODES`)."""
+    module, cls = target.split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def node_class(executable: str) -> type[Node]:
+    """The node class behind a package executable name."""
+    try:
+        return load_node_class(NODES[executable])
+    except KeyError:
+        raise ValueError(f"no executable {executable!r} in rynnvla_ros (have: {', '.join(sorted(NODES))})") from None
+
+
+def spin_nodes(nodes: Sequence[Node], threads: int | None = None) -> None:
+    """Spin ``nodes`` on one multi-threaded executor until shutdown (Ctrl-C or SIGTERM); then destroy them."""
+    executor = MultiThreadedExecutor(num_threads=threads)
+    for node in nodes:
+        executor.add_node(node)
+    signal.signal(signal.SIGTERM, lambda *_: executor.shutdown(timeout_sec=0))
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        for node in nodes:
+            close = getattr(node, "close", None)
+            if close is not None:
+                close()
+            node.destroy_node()
+        executor.shutdown(timeout_sec=1.0)
+        if rclpy.ok():
+            rclpy.shutdown()
+
+
+def main(target: str, argv: Sequence[str] | None = None) -> int:
+    """Entry point of a node executable: ``rclpy.init`` with the command line, build the node, spin."""
+    rclpy.init(args=list(sys.argv if argv is None else argv))
+    try:
+        node = load_node_class(target)()
+    except Exception as exc:  # a bad parameter or a missing file: say so plainly, not with a traceback
+        print(f"[{target}] failed to start: {exc}", file=sys.stderr)
+        rclpy.shutdown()
+        return 1
+    spin_nodes([node])
+    return 0

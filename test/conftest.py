@@ -1,0 +1,92 @@
+"""Shared pytest set-up: isolate ROS traffic to this machine and keep tests offline and light on CPU threads."""
+
+from __future__ import annotations
+
+import os
+import random
+
+# Set before rclpy (or anything that may import it) is loaded: loopback-only discovery on a random domain, so
+# that no test traffic leaves the machine and parallel runs do not see each other.
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 101))
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import pytest
+
+try:
+    import torch
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+except ImportError:  # pragma: no cover - torch is a hard dependency, but keep ROS-only test runs possible
+    torch = None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip tests marked ``gpu`` when CUDA is absent."""
+    has_cuda = torch is not None and torch.cuda.is_available()
+    skip_gpu = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(skip_gpu)
+
+
+# ---------------------------------------------------------------------------------------------- ROS helpers
+import subprocess  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+
+@pytest.fixture
+def ros_context() -> Iterator[object]:
+    """A fresh rclpy context for one test (shut down afterwards)."""
+    rclpy = pytest.importorskip("rclpy")
+    ctx = rclpy.Context()
+    rclpy.init(args=[], context=ctx)
+    try:
+        yield ctx
+    finally:
+        if ctx.ok():
+            rclpy.shutdown(context=ctx)
+
+
+def spin_until(executor: object, predicate: Callable[[], bool], timeout: float) -> bool:
+    """Spin ``executor`` until ``predicate()`` holds or ``timeout`` seconds pass; returns the predicate."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        executor.spin_once(timeout_sec=0.02)
+    return predicate()
+
+
+def node_executable(name: str) -> Path:
+    """Path of an installed node executable (lib/rynnvla_ros/<name>), as ``ros2 run`` finds it."""
+    from ament_index_python.packages import get_package_prefix
+
+    path = Path(get_package_prefix("rynnvla_ros")) / "lib" / "rynnvla_ros" / name
+    assert path.is_file(), f"{path} missing: run `make venv` to build and install the package"
+    return path
+
+
+@pytest.fixture
+def start_process() -> Iterator[Callable[..., subprocess.Popen]]:
+    """Start subprocesses (inheriting the isolated ROS environment); all are stopped at the end of the test."""
+    procs: list[subprocess.Popen] = []
+
+    def start(*cmd: str | Path) -> subprocess.Popen:
+        proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -1,0 +1,46 @@
+"""``rynnvla-bringup`` runs a profile's nodes in one process with the profile's parameters and remappings."""
+
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import rclpy
+from conftest import spin_until
+from rclpy.executors import SingleThreadedExecutor
+from sensor_msgs.msg import Image
+
+from rynnvla_ros import topics
+
+
+def test_so100_real_cameras_publish_on_the_profile_topics(ros_context, start_process, tmp_path):
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((30, 40, 3), 40 * i, np.uint8))
+    bringup = Path(sys.executable).parent / "rynnvla-bringup"
+    proc = start_process(bringup, "so100", "hardware:=real", f"front_device:={tmp_path}", f"wrist_device:={tmp_path}")
+    node = rclpy.create_node("bringup_probe", context=ros_context)
+    got: dict[str, list[Image]] = {topics.FRONT_IMAGE: [], topics.WRIST_IMAGE: []}
+    for topic, sink in got.items():
+        node.create_subscription(Image, topic, sink.append, 10)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    try:
+        ok = spin_until(executor, lambda: all(len(v) >= 3 for v in got.values()), timeout=30)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+    if not ok:
+        proc.terminate()
+        pytest.fail(f"no images on {list(got)}: {proc.communicate(timeout=10)[0]}")
+    front = got[topics.FRONT_IMAGE][0]
+    # config/cameras.yaml sets 640x480 and the frame id; the launch argument set the source
+    assert (front.width, front.height, front.header.frame_id) == (640, 480, "front_camera_optical_frame")
+    assert got[topics.WRIST_IMAGE][0].header.frame_id == "wrist_camera_optical_frame"
+
+
+def test_bringup_with_no_active_node_says_so(start_process):
+    bringup = Path(sys.executable).parent / "rynnvla-bringup"
+    proc = start_process(bringup, "record", "hardware:=sim")
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 1 and "no node of record is active" in out
