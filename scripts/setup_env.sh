@@ -76,7 +76,7 @@ if newer build CMakeLists.txt package.xml pyproject.toml msg cmake rynnvla_ros r
   "$CMAKE" -S . -B "$VENV/build" -DCMAKE_INSTALL_PREFIX="$VENV" -DPython3_EXECUTABLE="$VENV/bin/python" \
     -DBUILD_TESTING=OFF -DAMENT_CMAKE_SYMLINK_INSTALL=ON -Wno-dev > "$VENV/build.log" 2>&1 \
     && "$CMAKE" --build "$VENV/build" -j 2 >> "$VENV/build.log" 2>&1 \
-    && "$CMAKE" --install "$VENV/build" >> "$VENV/build.log" 2>&1 \
+    && (cd "$VENV/build" && "$CMAKE" --install . >> "$VENV/build.log" 2>&1) \
     || { tail -n 40 "$VENV/build.log"; echo "error: package build failed; full log: $VENV/build.log" >&2; exit 1; }
   touch "$(stamp build)"
 fi
