@@ -7,3 +7,21 @@ FRONT_IMAGE = "/camera/front/image_raw"
 FRONT_CAMERA_INFO = "/camera/front/camera_info"
 WRIST_IMAGE = "/camera/wrist/image_raw"
 WRIST_CAMERA_INFO = "/camera/wrist/camera_info"
+
+# Robot state and demonstration recording (read by ``rynnvla-convert bags``).
+JOINT_STATES = "/joint_states"
+LEADER_JOINT_STATES = "/leader/joint_states"
+EPISODE = "/recorder/episode"
+TASK = "/recorder/task"
+
+# Arm commands (so100_controller): policy chunks and plain trajectories in, the commands it sent out.
+ACTION_CHUNK = "/rynnvla/action_chunk"
+JOINT_TRAJECTORY = "/so100/joint_trajectory"
+JOINT_COMMAND = "/so100/joint_command"
+
+# Policy and world model (nodes policy, world_model). The policy's joint_trajectory output is an alternative for
+# trajectory controllers; it must not also feed so100_controller, which already executes ACTION_CHUNK.
+POLICY_TASK = "/rynnvla/task"
+POLICY_TRAJECTORY = "/rynnvla/joint_trajectory"
+PREDICTED_FRONT_IMAGE = "/world_model/front/image_raw"
+PREDICTED_WRIST_IMAGE = "/world_model/wrist/image_raw"

@@ -1,0 +1,1 @@
+"""Demonstration bags -> LeRobot datasets (reads bags with ``rosbags``; never imports rclpy)."""
