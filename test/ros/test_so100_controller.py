@@ -291,8 +291,15 @@ def test_a_chunk_beyond_a_joint_limit_is_clipped(at_home):
     target = HOME.copy()
     target[0] = upper + 0.6
     t0 = sim.now()
-    sim.chunk(np.tile(target, (5, 1)), dt=0.2)
-    sim.until(lambda: abs(sim.commands[-1].position[0] - upper) < 1e-9, 5, "the command at the limit")
+
+    def at_limit() -> bool:  # a fresh chunk now and then, as a policy sends them, so no command timeout interferes
+        if abs(sim.commands[-1].position[0] - upper) < 1e-9:
+            return True
+        sim.chunk(np.tile(target, (5, 1)), dt=0.2)
+        sim.spin(0.3)
+        return False
+
+    sim.until(at_limit, 10, "the command at the limit")
     sim.spin(1.0)
     assert sim.commands_since(t0)[:, 0].max() <= upper + 1e-9
     assert sim.measured()[0] <= upper + 0.03
@@ -307,8 +314,9 @@ def test_silent_publisher_holds_within_the_timeout_without_a_jump(at_home):
     cmds = sim.commands_since(t0)
     stamps = np.array([_seconds(c.header.stamp) for c in sim.commands if _seconds(c.header.stamp) >= t0])
     moving = np.abs(np.diff(cmds, axis=0)).max(axis=1) > 1e-12
-    stopped = stamps[1:][moving].max()
-    assert stopped - t0 < TIMEOUT + 0.15, f"still moving {stopped - t0:.2f} s after the last chunk"
+    started, stopped = stamps[1:][moving].min(), stamps[1:][moving].max()
+    # the hold starts TIMEOUT after the chunk was accepted (= when motion started); 0.3 s of slack for a loaded CPU
+    assert stopped - started < TIMEOUT + 0.3, f"still moving {stopped - started:.2f} s after the chunk arrived"
     assert cmds[-1][0] > HOME[0] + 0.02  # it had moved before holding
     assert np.abs(np.diff(cmds, axis=0)).max() <= MAX_STEP + 1e-9  # no jump
     assert np.abs(sim.measured() - cmds[-1]).max() < 0.05  # the arm holds there
