@@ -8,4 +8,6 @@ it without the package's dependencies.
 NODES = {
     "camera": "rynnvla_ros.nodes.camera:CameraNode",
     "so100_controller": "rynnvla_ros.nodes.so100_controller:So100ControllerNode",
+    "policy": "rynnvla_ros.nodes.policy:PolicyNode",
+    "world_model": "rynnvla_ros.nodes.world_model:WorldModelNode",
 }

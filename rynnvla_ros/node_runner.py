@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 
 from rynnvla_ros.executables import NODES
@@ -29,8 +29,16 @@ def node_class(executable: str) -> type[Node]:
 
 
 def spin_nodes(nodes: Sequence[Node], threads: int | None = None) -> None:
-    """Spin ``nodes`` on one multi-threaded executor until shutdown (Ctrl-C or SIGTERM); then destroy them."""
-    executor = MultiThreadedExecutor(num_threads=threads)
+    """Spin ``nodes`` until shutdown (Ctrl-C or SIGTERM); then destroy them.
+
+    A single node whose class sets ``SINGLE_THREADED = True`` (it does its heavy work on its own thread) gets a
+    single-threaded executor, which delivers messages about 3 ms sooner than rclpy's multi-threaded one; anything
+    else shares one multi-threaded executor.
+    """
+    if len(nodes) == 1 and getattr(nodes[0], "SINGLE_THREADED", False):
+        executor = SingleThreadedExecutor()
+    else:
+        executor = MultiThreadedExecutor(num_threads=threads)
     for node in nodes:
         executor.add_node(node)
     signal.signal(signal.SIGTERM, lambda *_: executor.shutdown(timeout_sec=0))

@@ -146,6 +146,53 @@ _CONTROLLER = NodeSpec(
     ),
 )
 
+_MODEL_ARGS = (
+    Arg("policy", "false", "run the policy node (needs checkpoint)", choices=("true", "false")),
+    Arg("world_model", "false", "run the world-model node (needs checkpoint)", choices=("true", "false")),
+    Arg("checkpoint", "", "model checkpoint directory (saved by rynnvla_model.checkpoint.save_pretrained)"),
+    Arg("task", "", "task instruction given to the policy (also settable on the task topic)"),
+    Arg(
+        "dry_run",
+        "true",
+        "publish chunks marked dry-run, which the controller does not execute",
+        ("true", "false"),
+        type=bool,
+    ),
+    Arg("device", "auto", "model device: auto, cpu, cuda or cuda:N"),
+)
+_CAMERA_INPUTS = (
+    ("front/image_raw", topics.FRONT_IMAGE),
+    ("wrist/image_raw", topics.WRIST_IMAGE),
+    ("joint_states", topics.JOINT_STATES),
+)
+_POLICY = NodeSpec(
+    name="policy",
+    executable="policy",
+    params_file="policy.yaml",
+    params=(("checkpoint", "checkpoint"), ("task", "task"), ("dry_run", "dry_run"), ("device", "device")),
+    remappings=(
+        *_CAMERA_INPUTS,
+        ("task", topics.POLICY_TASK),
+        ("action_chunk", topics.ACTION_CHUNK),
+        # never the controller's trajectory input: it already executes the chunks
+        ("joint_trajectory", topics.POLICY_TRAJECTORY),
+    ),
+    when=When("policy", ("true",)),
+)
+_WORLD_MODEL = NodeSpec(
+    name="world_model",
+    executable="world_model",
+    params_file="world_model.yaml",
+    params=(("checkpoint", "checkpoint"), ("device", "device")),
+    remappings=(
+        *_CAMERA_INPUTS,
+        ("action_chunk", topics.ACTION_CHUNK),
+        ("predicted/front/image_raw", topics.PREDICTED_FRONT_IMAGE),
+        ("predicted/wrist/image_raw", topics.PREDICTED_WRIST_IMAGE),
+    ),
+    when=When("world_model", ("true",)),
+)
+
 PROFILES: dict[str, Profile] = {
     p.name: p
     for p in (
@@ -156,8 +203,9 @@ PROFILES: dict[str, Profile] = {
                 Arg("hardware", "sim", "real arm and cameras, or the MuJoCo twin", choices=("sim", "real")),
                 *_CAMERA_ARGS,
                 *_ARM_ARGS,
+                *_MODEL_ARGS,
             ),
-            nodes=(_CONTROLLER, *_CAMERAS),
+            nodes=(_CONTROLLER, *_CAMERAS, _POLICY, _WORLD_MODEL),
         ),
         Profile(
             name="record",
