@@ -12,8 +12,8 @@ chunk it records
 
 ``--mode paced`` (default) sends the next observation only after the previous chunk arrived, so overhead holds no
 waiting for a busy model; ``--mode stream`` publishes at ``--rate`` Hz like cameras do (overhead then includes the
-time an observation waits while the model is busy with an older one). ``--executor`` picks how the node is spun
-(the installed executable's MultiThreadedExecutor, or a SingleThreadedExecutor); ``--camera`` the image size sent
+time an observation waits while the model is busy with an older one). The node is the installed ``policy``
+executable (spun single-threaded, see :func:`rynnvla_ros.node_runner.spin_nodes`); ``--camera`` the image size sent
 (640x480 needs ``--fastdds-profile config/fastdds_large_images.xml`` to travel through shared memory). Prints a
 summary and writes JSON.
 """
@@ -37,12 +37,9 @@ TASK = "Place the strawberries from the table into the cup."
 JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
 
 
-def _policy_command(checkpoint: Path, device: str, executor: str) -> list[str]:
+def _policy_command(checkpoint: Path, device: str) -> list[str]:
     params = [f"checkpoint:={checkpoint}", f"device:={device}", f"task:={TASK}", "dry_run:=false", "max_age:=1.0"]
     args = ["--ros-args", *[x for p in params for x in ("-p", p)]]
-    if executor == "single":
-        code = "import sys; from rynnvla_ros.bench_latency import serve_single_threaded as s; sys.exit(s())"
-        return [sys.executable, "-c", code, *args]
     try:
         from ament_index_python.packages import get_package_prefix
 
@@ -53,28 +50,6 @@ def _policy_command(checkpoint: Path, device: str, executor: str) -> list[str]:
         pass
     code = "import sys; from rynnvla_ros.node_runner import main; sys.exit(main('rynnvla_ros.nodes.policy:PolicyNode'))"
     return [sys.executable, "-c", code, *args]
-
-
-def serve_single_threaded() -> int:
-    """Run the policy node on a SingleThreadedExecutor (``--executor single``); arguments from sys.argv."""
-    import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-
-    from rynnvla_ros.nodes.policy import PolicyNode
-
-    rclpy.init(args=sys.argv)
-    node = PolicyNode()
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.close()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
 
 
 class Driver:
@@ -162,7 +137,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         checkpoint = make_tiny_checkpoint(tmp / "ckpt", image_size=args.image_size, time_horizon=args.horizon)
         proc = subprocess.Popen(
-            _policy_command(checkpoint, args.device, args.executor),
+            _policy_command(checkpoint, args.device),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -207,7 +182,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "image_size": args.image_size,
         "horizon": args.horizon,
         "device": args.device,
-        "executor": args.executor,
         "fastdds_profile": os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE", ""),
         "cpus": os.cpu_count(),
         "ms": ms,
@@ -254,13 +228,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gap", type=float, default=0.05, help="s between a chunk and the next observation (paced)")
     p.add_argument("--timeout", type=float, default=3.0, help="s to wait for a chunk before counting it lost (paced)")
     p.add_argument("--camera", type=int, nargs=2, default=(256, 256), metavar=("W", "H"), help="camera image size")
-    p.add_argument(
-        "--executor",
-        choices=("multi", "single"),
-        default="multi",
-        help="multi: the installed policy executable (node_runner's MultiThreadedExecutor); single: the node on a "
-        "SingleThreadedExecutor",
-    )
     p.add_argument("--fastdds-profile", default="", help="Fast DDS XML profile for both processes (e.g. larger SHM)")
     p.add_argument("--image-size", type=int, default=256, help="the tiny model's image side (multiple of 16)")
     p.add_argument("--horizon", type=int, default=20, help="K, steps per chunk")
@@ -284,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"policy node latency, {report['mode']} mode, {report['chunks']} chunks ({unanswered}), camera "
         f"{args.camera[0]}x{args.camera[1]} -> model {args.image_size}, K={args.horizon}, {args.device}, "
-        f"{args.executor}-threaded executor, {report['cpus']} CPUs"
+        f"{report['cpus']} CPUs"
         + (f", Fast DDS profile {args.fastdds_profile}" if args.fastdds_profile else "")
     )
     print(f"{'ms':<10}" + "".join(f"{k:>9}" for k in ("median", "mean", "p90", "p99", "max")))
