@@ -251,8 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"policy node latency, {report['mode']} mode, {report['chunks']} chunks ({unanswered}), camera "
         f"{args.camera[0]}x{args.camera[1]} -> model {args.image_size}, K={args.horizon}, {args.device}, "
-        f"{report['cpus']} CPUs"
-        + (f", Fast DDS profile {args.fastdds_profile}" if args.fastdds_profile else "")
+        f"{report['cpus']} CPUs" + (f", Fast DDS profile {args.fastdds_profile}" if args.fastdds_profile else "")
     )
     print(f"{'ms':<10}" + "".join(f"{k:>9}" for k in ("median", "mean", "p90", "p99", "max")))
     for name, s in report["ms"].items():
