@@ -177,3 +177,16 @@ def check_video_frames(root: Path, repo_id: str | None = None) -> list[str]:
             if frames != rows.get(ep_index, 0):
                 problems.append(f"episode {ep_index} {key}: {frames} video frames in {path.name}, {length} rows")
     return problems
+
+
+def close_conversion(dataset, output: Path, repo_id: str, use_videos: bool, compute_stats: bool, report) -> None:
+    """The shared end of every converter: finalize the dataset, check its videos, write its statistics."""
+    from rynnvla_model.data.stats import write_dataset_stats
+
+    if dataset is None:
+        return
+    finish_dataset(dataset, output)
+    if use_videos:
+        report.video_check = check_video_frames(output, repo_id)
+    if compute_stats and report.written_frames:
+        report.stats_file = str(write_dataset_stats(output))

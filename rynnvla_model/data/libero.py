@@ -31,15 +31,13 @@ import numpy as np
 
 from rynnvla_model.data.lerobot_io import (
     DatasetExistsError,
-    check_video_frames,
+    close_conversion,
     create_dataset,
-    finish_dataset,
     image_feature,
     resize_rgb,
     vector_feature,
 )
 from rynnvla_model.data.report import ConversionReport, EpisodeReport
-from rynnvla_model.data.stats import write_dataset_stats
 
 STATE_NAMES = [
     "eef_x",
@@ -162,12 +160,9 @@ class LiberoConverter:
                 self._convert_file(path)
             except (OSError, KeyError, DemoError) as exc:
                 self.report.error(path, f"cannot read LIBERO file: {type(exc).__name__}: {exc}")
-        if self.dataset is not None:
-            finish_dataset(self.dataset, self.output)
-            if self.config.use_videos:
-                self.report.video_check = check_video_frames(self.output, self.config.repo_id)
-            if self.compute_stats and self.report.written_frames:
-                self.report.stats_file = str(write_dataset_stats(self.output))
+        close_conversion(
+            self.dataset, self.output, self.config.repo_id, self.config.use_videos, self.compute_stats, self.report
+        )
         self.report.seconds = time.perf_counter() - start
         if self.output.is_dir():
             self.report.save(self.output / REPORT_FILE)

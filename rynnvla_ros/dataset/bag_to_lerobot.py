@@ -31,15 +31,13 @@ import numpy as np
 
 from rynnvla_model.data.lerobot_io import (
     DatasetExistsError,
-    check_video_frames,
+    close_conversion,
     create_dataset,
-    finish_dataset,
     image_feature,
     resize_rgb,
     vector_feature,
 )
 from rynnvla_model.data.report import ConversionReport, EpisodeReport
-from rynnvla_model.data.stats import write_dataset_stats
 from rynnvla_ros.dataset import extract
 from rynnvla_ros.dataset.bag_index import BagConfig, BagError, BagIndex, index_bag, open_reader
 from rynnvla_ros.dataset.episodes import Segment, segments
@@ -129,12 +127,9 @@ class BagConverter:
                 self._convert_bag(bag)
             except BagError as exc:
                 self.report.error(bag, str(exc).removeprefix(f"{bag}: "))
-        if self.dataset is not None:
-            finish_dataset(self.dataset, self.output)
-            if self.config.use_videos:
-                self.report.video_check = check_video_frames(self.output, self.config.repo_id)
-            if self.compute_stats and self.report.written_frames:
-                self.report.stats_file = str(write_dataset_stats(self.output))
+        close_conversion(
+            self.dataset, self.output, self.config.repo_id, self.config.use_videos, self.compute_stats, self.report
+        )
         self.report.seconds = time.perf_counter() - start
         if self.output.is_dir():
             self.report.save(self.output / REPORT_FILE)
