@@ -246,7 +246,9 @@ def test_steps_already_past_are_skipped(at_home):
     sim.settle_at(near, timeout=5)
     sim.spin(0.3)
     assert np.abs(sim.commands_since(t0)[:, 0] - HOME[0]).max() <= 0.1 + 1e-6  # never towards `far`
-    assert int(sim.fresh_diag()["skipped_steps"]) - before in (10, 11)  # 11 if the chunk took > 0.1 s to arrive
+    # rows 0..9 were due when the chunk was sent; each 0.1 s it takes to arrive (a loaded CPU) makes one more row past
+    skipped = int(sim.fresh_diag()["skipped_steps"]) - before
+    assert 10 <= skipped <= 14, skipped
 
 
 def test_a_new_chunk_is_blended_into_the_one_in_progress(at_home):
