@@ -179,14 +179,22 @@ def check_video_frames(root: Path, repo_id: str | None = None) -> list[str]:
     return problems
 
 
-def close_conversion(dataset, output: Path, repo_id: str, use_videos: bool, compute_stats: bool, report) -> None:
-    """The shared end of every converter: finalize the dataset, check its videos, write its statistics."""
+def close_conversion(
+    dataset, output: Path, repo_id: str, use_videos: bool, compute_stats: bool, report, started: float
+) -> None:
+    """The shared end of every converter: finalize the dataset, check its videos, write its statistics and the
+    report (``started`` is the ``time.perf_counter()`` of the conversion's start)."""
+    import time
+
+    from rynnvla_model.data.report import REPORT_FILE
     from rynnvla_model.data.stats import write_dataset_stats
 
-    if dataset is None:
-        return
-    finish_dataset(dataset, output)
-    if use_videos:
-        report.video_check = check_video_frames(output, repo_id)
-    if compute_stats and report.written_frames:
-        report.stats_file = str(write_dataset_stats(output))
+    if dataset is not None:
+        finish_dataset(dataset, output)
+        if use_videos:
+            report.video_check = check_video_frames(output, repo_id)
+        if compute_stats and report.written_frames:
+            report.stats_file = str(write_dataset_stats(output))
+    report.seconds = time.perf_counter() - started
+    if output.is_dir():
+        report.save(output / REPORT_FILE)

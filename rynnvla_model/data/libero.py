@@ -51,7 +51,6 @@ STATE_NAMES = [
 ]
 ACTION_NAMES = ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"]
 FRONT, WRIST = "observation.images.front", "observation.images.wrist"
-REPORT_FILE = "conversion_report.json"
 
 
 class DemoError(ValueError):
@@ -161,11 +160,14 @@ class LiberoConverter:
             except (OSError, KeyError, DemoError) as exc:
                 self.report.error(path, f"cannot read LIBERO file: {type(exc).__name__}: {exc}")
         close_conversion(
-            self.dataset, self.output, self.config.repo_id, self.config.use_videos, self.compute_stats, self.report
+            self.dataset,
+            self.output,
+            self.config.repo_id,
+            self.config.use_videos,
+            self.compute_stats,
+            self.report,
+            start,
         )
-        self.report.seconds = time.perf_counter() - start
-        if self.output.is_dir():
-            self.report.save(self.output / REPORT_FILE)
         return self.report
 
     def _convert_file(self, path: Path) -> None:

@@ -8,6 +8,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+REPORT_FILE = "conversion_report.json"
+"""Name of the report every converter writes into its dataset root."""
+
 
 @dataclass
 class EpisodeReport:

@@ -44,8 +44,6 @@ from rynnvla_ros.dataset.episodes import Segment, segments
 from rynnvla_ros.dataset.sampling import NS, estimate_fps, reference_gaps, sample_asof
 from rynnvla_ros.dataset.types import typestore_for
 
-REPORT_FILE = "conversion_report.json"
-
 
 def find_bags(inputs: list[Path]) -> list[Path]:
     """Bags named by ``inputs``: bag directories, ``.mcap``/``.db3`` files, or folders searched for bag directories."""
@@ -128,11 +126,14 @@ class BagConverter:
             except BagError as exc:
                 self.report.error(bag, str(exc).removeprefix(f"{bag}: "))
         close_conversion(
-            self.dataset, self.output, self.config.repo_id, self.config.use_videos, self.compute_stats, self.report
+            self.dataset,
+            self.output,
+            self.config.repo_id,
+            self.config.use_videos,
+            self.compute_stats,
+            self.report,
+            start,
         )
-        self.report.seconds = time.perf_counter() - start
-        if self.output.is_dir():
-            self.report.save(self.output / REPORT_FILE)
         return self.report
 
     # -------------------------------------------------------------------------------------------- one bag

@@ -26,15 +26,9 @@ class RollingStats:
         with self._lock:
             if not self._values:
                 return {}
-            arr = np.fromiter(self._values, dtype=np.float64)
-            last = self._values[-1]
-        return {
-            "last": last,
-            "mean": float(arr.mean()),
-            "median": float(np.median(arr)),
-            "p90": float(np.percentile(arr, 90)),
-            "max": float(arr.max()),
-        }
+            values = list(self._values)
+        full = summarize(values)
+        return {"last": values[-1]} | {k: full[k] for k in ("mean", "median", "p90", "max")}
 
 
 def summarize(values: list[float] | np.ndarray) -> dict[str, float]:

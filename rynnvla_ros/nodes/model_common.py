@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import numpy as np
 from builtin_interfaces.msg import Time as TimeMsg
-from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -134,10 +133,3 @@ def model_image(msg: Image, size: tuple[int, int]) -> tuple[np.ndarray, bool]:
     if rgb.shape[:2] == tuple(size):
         return rgb, False
     return resize(rgb, size), True
-
-
-def diagnostic_status(name: str, hardware_id: str, level: bytes, message: str, values: dict) -> DiagnosticStatus:
-    """A DiagnosticStatus with ``values`` as key/value strings (floats with 4 significant digits)."""
-    status = DiagnosticStatus(name=name, hardware_id=hardware_id, level=level, message=message)
-    status.values = [KeyValue(key=k, value=f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in values.items()]
-    return status

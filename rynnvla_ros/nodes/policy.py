@@ -57,6 +57,7 @@ from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from rynnvla_ros.control.rate import RateMeter
+from rynnvla_ros.diagnostics import diagnostic_status
 from rynnvla_ros.image_conversion import ImageConversionError
 from rynnvla_ros.inference.history import NS
 from rynnvla_ros.inference.model_cache import MODES, load_policy
@@ -69,7 +70,6 @@ from rynnvla_ros.nodes.model_common import (
     declare_image_qos,
     declare_model_spec,
     declare_robot_io,
-    diagnostic_status,
     model_image,
     stamp_ns,
     to_stamp,

@@ -64,7 +64,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
@@ -80,6 +80,7 @@ from rynnvla_ros.control.controller import ArmController, ControllerConfig, Stat
 from rynnvla_ros.control.rate import RateMeter
 from rynnvla_ros.control.safety import SafetyConfig
 from rynnvla_ros.control.supervisor import BackendSupervisor
+from rynnvla_ros.diagnostics import diagnostic_status
 from rynnvla_ros.image_conversion import array_to_image
 from rynnvla_ros.msg import ActionChunk
 
@@ -311,10 +312,7 @@ class So100ControllerNode(Node):
         }
         if self.backend.camera_names:
             values["camera_rate_hz"] = f"{self.frame_rate.rate(mono):.1f}"
-        status = DiagnosticStatus(
-            level=level, name=f"{self.get_name()}: arm", message=message, hardware_id=self.backend.name
-        )
-        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        status = diagnostic_status(f"{self.get_name()}: arm", self.backend.name, level, message, values)
         msg = DiagnosticArray()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.status = [status]

@@ -50,6 +50,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 
 from rynnvla_ros.control.rate import RateMeter
+from rynnvla_ros.diagnostics import diagnostic_status
 from rynnvla_ros.image_conversion import ImageConversionError, array_to_image
 from rynnvla_ros.inference.chunks import Chunk, ChunkError
 from rynnvla_ros.inference.history import NS, StampedBuffer
@@ -64,7 +65,6 @@ from rynnvla_ros.nodes.model_common import (
     declare_image_qos,
     declare_model_spec,
     declare_robot_io,
-    diagnostic_status,
     model_image,
     stamp_ns,
     to_stamp,
