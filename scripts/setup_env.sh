@@ -69,7 +69,11 @@ cat > "$site/rynnvla_ament_prefix.pth" <<'PTH'
 import os, sys; p = [x for x in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if x]; sys.prefix in p or os.environ.__setitem__("AMENT_PREFIX_PATH", os.pathsep.join([sys.prefix, *p]))
 PTH
 
-if newer build CMakeLists.txt package.xml pyproject.toml msg cmake rynnvla_ros rynnvla_model launch config sim; then
+# Installed files are symlinks to the sources, so only the build inputs and the list of files call for a new build;
+# editing a module does not.
+files=$(find rynnvla_ros rynnvla_model launch config sim -type f -not -path '*__pycache__*' 2>/dev/null | sort | md5sum)
+if newer build CMakeLists.txt package.xml pyproject.toml msg cmake rynnvla_ros/executables.py \
+    || [ "$files" != "$(cat "$VENV/.files-build" 2>/dev/null)" ]; then
   echo "[setup] building and installing the package (msg interfaces, Python packages, executables)"
   export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
   export CMAKE_PREFIX_PATH="$VENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
@@ -79,6 +83,8 @@ if newer build CMakeLists.txt package.xml pyproject.toml msg cmake rynnvla_ros r
     && "$CMAKE" --build "$VENV/build" -j 2 >> "$VENV/build.log" 2>&1 \
     && (cd "$VENV/build" && "$CMAKE" --install . >> "$VENV/build.log" 2>&1) \
     || { tail -n 40 "$VENV/build.log"; echo "error: package build failed; full log: $VENV/build.log" >&2; exit 1; }
+  find "$site/rynnvla_ros" "$site/rynnvla_model" -xtype l -delete  # links to files that were removed
+  echo "$files" > "$VENV/.files-build"
   touch "$(stamp build)"
 fi
 
