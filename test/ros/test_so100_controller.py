@@ -283,7 +283,7 @@ def test_malformed_chunks_are_rejected_and_the_node_keeps_running(at_home):
     sim.spin(0.5)
     assert len(sim.states) - n > 0.5 * 0.5 * RATE  # still publishing
     np.testing.assert_allclose(sim.commands[-1].position, HOME, atol=1e-6)  # nothing moved
-    sim.chunk(np.tile(HOME + 0.1, (3, 1)))
+    sim.chunk(np.tile(HOME + 0.1, (10, 1)), dt=0.2)  # 2 s: still current if delivery is slow
     sim.settle_at(HOME + 0.1, timeout=5)
 
 
@@ -345,7 +345,7 @@ def test_estop_stops_within_one_control_period_and_latches_until_reset(at_home):
     assert diag["estop"] == "true" and diag["level"] == 2 and "e-stop" in diag["last_rejection"]
     response = sim.call("/so100_controller/reset")
     assert response.success
-    sim.chunk(np.tile(HOME, (5, 1)))
+    sim.chunk(np.tile(HOME, (10, 1)), dt=0.2)  # 2 s: still current if delivery is slow
     sim.settle_at(HOME, timeout=6)
     assert sim.fresh_diag()["estop"] == "false"
 
