@@ -11,6 +11,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 VENV=${VENV:-$ROOT/.venv}
+# One set-up at a time per environment (parallel `make test` runs would otherwise race on pip and the build).
+mkdir -p "$(dirname "$VENV")"
+exec 9>"$VENV.lock"
+flock 9
 stamp() { echo "$VENV/.stamp-$1"; }
 newer() { local s; s=$(stamp "$1"); shift; [ ! -f "$s" ] || [ -n "$(find "$@" -newer "$s" 2>/dev/null | head -n 1)" ]; }
 
