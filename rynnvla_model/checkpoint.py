@@ -190,14 +190,15 @@ def save_pretrained(
     processor: Any | None,
     directory: str | Path,
     max_shard_bytes: int = DEFAULT_SHARD_BYTES,
+    state_dict: Mapping[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write config, weights and (when given) the processor's files into ``directory``."""
+    """Write config, weights (``state_dict``, default the model's) and the processor's files into ``directory``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config_dict = model.config.to_dict()
     config_dict.pop("_attn_implementation_internal", None)
     (directory / CONFIG_FILE).write_text(json.dumps(config_dict, indent=2, default=str) + "\n", encoding="utf-8")
-    write_state_dict(model.state_dict(), directory, max_shard_bytes)
+    write_state_dict(model.state_dict() if state_dict is None else state_dict, directory, max_shard_bytes)
     if processor is not None:
         processor.save_pretrained(directory)
     return directory

@@ -374,6 +374,11 @@ class RynnVLAForActionWorldModel(ChameleonPreTrainedModel):
                 out.action_targets = self.action_targets(labels, rows).to(out.actions.dtype)
                 out.l1_loss = F.l1_loss(out.actions.float(), out.action_targets.float())
                 total = total + cfg.l1_weight * out.l1_loss
+            elif self.training:
+                # No VLA row: run the head anyway with zero weight, so every data-parallel rank runs the same
+                # modules (DDP needs no unused-parameter search, FSDP's all-gathers stay in step).
+                ctx = self.context_mask(input_ids[:1], None if valid is None else valid[:1])
+                total = total + 0.0 * self.predict_actions(out.hidden_states[:1], ctx).sum()
         out.loss = total
 
 

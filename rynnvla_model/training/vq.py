@@ -1,0 +1,158 @@
+"""``rynnvla-train-vq``: train a small VQGAN image tokenizer on a LeRobot dataset's camera frames.
+
+For small models trained from scratch (the compact vocabulary): Chameleon's 8192-code VQGAN is far larger than a
+CPU model needs. The objective is the VQ-VAE one: L1 + MSE reconstruction, the codebook term and ``beta`` times
+the commitment term; codes unused for ``restart_every`` steps are restarted on random encoder outputs of the
+current batch, so a small codebook stays in use. (No adversarial or perceptual loss: their backbones would need
+downloaded weights.) Frames of held-out episodes give the validation PSNR/SSIM and the code usage.
+
+Output: ``<output>/config.json`` and ``model.safetensors`` (load with ``rynnvla_model.vqgan.load_vqgan``; give the
+folder to ``rynnvla-train --model.vqgan``) and ``<output>/metrics.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rynnvla_model.data.lerobot_source import LeRobotSource, SourceKeys
+from rynnvla_model.data.samples import split_episodes
+from rynnvla_model.image_tokenizer import pixels_from_uint8, resize, uint8_from_pixels
+from rynnvla_model.training.distributed import pick_device
+from rynnvla_model.vqgan import VQGAN, VQGANConfig
+
+
+def load_frames(source: LeRobotSource, episodes: list[int], size: int, stride: int) -> np.ndarray:
+    """(N, size, size, 3) uint8: every ``stride``-th frame of every camera of ``episodes``."""
+    images = []
+    for e in episodes:
+        for i, frame in enumerate(source.episode_frames(e)):
+            if i % stride == 0:
+                images += [resize(img, size) for img in (frame.front, frame.wrist) if img is not None]
+    if not images:
+        raise ValueError(f"no frames in episodes {episodes} of {source.root}")
+    return np.stack(images)
+
+
+def make_vqgan(preset: str, codebook_size: int) -> VQGAN:
+    """A fresh VQGAN of ``preset`` (tiny or small) with ``codebook_size`` codes."""
+    configs = {"tiny": VQGANConfig.tiny, "small": VQGANConfig.small}
+    if preset not in configs:
+        raise ValueError(f"--preset must be one of {sorted(configs)}, got {preset!r}")
+    return VQGAN(configs[preset](n_embed=codebook_size))
+
+
+@torch.no_grad()
+def restart_dead_codes(vqgan: VQGAN, usage: torch.Tensor, latents: torch.Tensor) -> int:
+    """Move unused codes onto random encoder outputs (N, D); returns how many were moved."""
+    dead = torch.nonzero(usage == 0).flatten()
+    if dead.numel() == 0 or latents.numel() == 0:
+        return 0
+    picks = latents[torch.randint(0, latents.shape[0], (dead.numel(),), device=latents.device)]
+    vqgan.quantize.embedding.weight[dead] = picks.to(vqgan.quantize.embedding.weight.dtype)
+    return int(dead.numel())
+
+
+@torch.no_grad()
+def evaluate(vqgan: VQGAN, images: np.ndarray, device: torch.device, batch: int = 32) -> dict[str, float]:
+    """Reconstruction PSNR/SSIM and codebook usage (fraction of codes used, perplexity) on ``images``."""
+    from rynnvla_model.metrics import psnr, ssim
+
+    vqgan.eval()
+    recons, codes = [], []
+    for i in range(0, len(images), batch):
+        x = pixels_from_uint8(images[i : i + batch]).to(device)
+        out, q = vqgan(x)
+        recons.append(uint8_from_pixels(out))
+        codes.append(q.codes.flatten().cpu())
+    vqgan.train()
+    counts = torch.bincount(torch.cat(codes), minlength=vqgan.config.n_embed).double()
+    p = counts / counts.sum()
+    recon = np.concatenate(recons)
+    return {
+        "psnr": psnr(recon, images),
+        "ssim": ssim(recon, images),
+        "code_usage": float((counts > 0).double().mean()),
+        "perplexity": float(torch.exp(-(p[p > 0] * p[p > 0].log()).sum())),
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line options."""
+    p = argparse.ArgumentParser(prog="rynnvla-train-vq", description=__doc__.split("\n\n")[0])
+    p.add_argument("--root", required=True, help="LeRobot v3 dataset root")
+    p.add_argument("--output", required=True, help="output folder of the VQGAN")
+    p.add_argument("--front-key", default="observation.images.front", help="front camera feature")
+    p.add_argument("--wrist-key", default="observation.images.wrist", help="wrist camera feature ('' for none)")
+    p.add_argument("--image-size", type=int, default=64, help="square side the frames are resized to")
+    p.add_argument("--preset", default="small", help="tiny | small")
+    p.add_argument("--codebook-size", type=int, default=256, help="number of codes")
+    p.add_argument("--steps", type=int, default=2000, help="optimizer steps")
+    p.add_argument("--batch-size", type=int, default=32, help="images per step")
+    p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (cosine to 10%% of it)")
+    p.add_argument("--restart-every", type=int, default=100, help="restart codes unused for this many steps (0: off)")
+    p.add_argument("--frame-stride", type=int, default=1, help="use every n-th frame")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="episodes held out for validation")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def train_vq(args: argparse.Namespace) -> dict[str, float]:
+    """Train and save; returns the validation metrics."""
+    from tqdm import tqdm
+
+    torch.manual_seed(args.seed)
+    device = pick_device(args.device)
+    source = LeRobotSource(args.root, SourceKeys(front=args.front_key, wrist=args.wrist_key or None))
+    split = split_episodes(source.num_episodes, args.val_fraction, args.seed)
+    train = load_frames(source, split.train_episodes, args.image_size, args.frame_stride)
+    val = load_frames(source, split.val_episodes or split.train_episodes[:1], args.image_size, args.frame_stride)
+    vqgan = make_vqgan(args.preset, args.codebook_size).to(device).train()
+    optimizer = torch.optim.Adam(vqgan.parameters(), lr=args.lr, betas=(0.5, 0.9))
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.steps, eta_min=0.1 * args.lr)
+    rng = np.random.default_rng(args.seed)
+    usage = torch.zeros(vqgan.config.n_embed, dtype=torch.long, device=device)
+    bar = tqdm(range(args.steps), desc="train-vq", unit="step", disable=args.no_progress)
+    for step in bar:
+        x = pixels_from_uint8(train[rng.integers(0, len(train), args.batch_size)]).to(device)
+        out, q = vqgan(x)
+        recon = F.l1_loss(out, x) + F.mse_loss(out, x)
+        loss = recon + q.loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        usage += torch.bincount(q.codes.flatten(), minlength=vqgan.config.n_embed)
+        if args.restart_every and (step + 1) % args.restart_every == 0:
+            with torch.no_grad():
+                z = vqgan.quant_conv(vqgan.encoder(x))
+            restart_dead_codes(vqgan, usage, z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]))
+            usage.zero_()
+        bar.set_postfix(recon=f"{float(recon.detach()):.4f}", vq=f"{float(q.loss.detach()):.4f}")
+    metrics = evaluate(vqgan, val, device) | {"train_images": len(train), "val_images": len(val), "steps": args.steps}
+    out_dir = vqgan.cpu().save(args.output)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``rynnvla-train-vq``."""
+    args = build_parser().parse_args(argv)
+    try:
+        metrics = train_vq(args)
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        print(f"rynnvla-train-vq: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(metrics))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
