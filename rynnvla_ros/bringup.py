@@ -1,7 +1,8 @@
 """``rynnvla-bringup PROFILE [name:=value ...]``: run a launch profile's nodes in one process.
 
 The same declaration as ``ros2 launch rynnvla_ros PROFILE.launch.py`` (rynnvla_ros/profiles.py), for tests and for
-machines without the ``ros2`` command line (for example ROS 2 from the PyPI wheels).
+machines without the ``ros2`` command line (for example ROS 2 from the PyPI wheels). Nodes of other packages
+(rviz2, robot_state_publisher) are not on PyPI: they are skipped with a log line.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rynnvla_ros.profiles import PROFILES, NodeSpec, Profile, get_profile
+from rynnvla_ros.profiles import PACKAGE, PROFILES, NodeSpec, Profile, get_profile
 
 USAGE = "usage: rynnvla-bringup PROFILE [name:=value ...] [--help]"
 
@@ -36,7 +37,8 @@ def profile_help(profile: Profile) -> str:
     lines += ["", "nodes:"]
     for n in profile.nodes:
         cond = f"  [when {n.when.arg} is {' or '.join(n.when.values)}]" if n.when else ""
-        lines.append(f"  {n.name} ({n.executable}){cond}")
+        where = n.executable if n.package == PACKAGE else f"{n.package} {n.executable}, ros2 launch only"
+        lines.append(f"  {n.name} ({where}){cond}")
     return "\n".join(lines)
 
 
@@ -64,6 +66,7 @@ def node_options(profile: Profile, spec: NodeSpec, values: dict[str, str], confi
     for src, dst in spec.remappings:
         cli += ["-r", f"{src}:={dst}"]
     overrides = [Parameter(p, value=profile.arg(a).convert(values[a])) for p, a in spec.params]
+    overrides += [Parameter(p, value=compute()) for p, compute in spec.computed]
     return {"cli_args": cli, "parameter_overrides": overrides}
 
 
@@ -90,12 +93,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     rclpy.init(args=[])
     nodes = []
+    active = profile.active_nodes(values)
+    for spec in active:
+        if spec.package != PACKAGE:
+            print(
+                f"rynnvla-bringup: skipping {spec.name} ({spec.package} {spec.executable}): not part of {PACKAGE} and "
+                f"not on PyPI; start it with `ros2 launch {PACKAGE} {profile.name}.launch.py` on a full ROS install",
+                file=sys.stderr,
+                flush=True,
+            )
     try:
-        for spec in profile.active_nodes(values):
+        for spec in (s for s in active if s.package == PACKAGE):
             nodes.append(node_class(spec.executable)(**node_options(profile, spec, values, config_dir)))
     except Exception as exc:
         print(f"rynnvla-bringup: cannot start {profile.name}: {exc}", file=sys.stderr)
         for node in nodes:
+            close = getattr(node, "close", None)
+            if close is not None:
+                close()
             node.destroy_node()
         rclpy.shutdown()
         return 1
@@ -103,6 +118,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rynnvla-bringup: no node of {profile.name} is active for these arguments", file=sys.stderr)
         rclpy.shutdown()
         return 1
-    print(f"rynnvla-bringup {profile.name}: running {', '.join(n.get_name() for n in nodes)}", flush=True)
+    changed = [f"{a.name}:={values[a.name]}" for a in profile.args if values[a.name] != a.default]
+    print(
+        f"rynnvla-bringup {profile.name}: running {', '.join(n.get_name() for n in nodes)}"
+        + (f" ({' '.join(changed)})" if changed else ""),
+        flush=True,
+    )
     spin_nodes(nodes)
     return 0

@@ -10,4 +10,9 @@ NODES = {
     "so100_controller": "rynnvla_ros.nodes.so100_controller:So100ControllerNode",
     "policy": "rynnvla_ros.nodes.policy:PolicyNode",
     "world_model": "rynnvla_ros.nodes.world_model:WorldModelNode",
+    "libero_bridge": "rynnvla_ros.nodes.libero_bridge:LiberoBridgeNode",
+    "recorder": "rynnvla_ros.nodes.recorder:RecorderNode",
+    "so100_leader_teleop": "rynnvla_ros.nodes.teleop:So100LeaderTeleopNode",
+    "chunk_visualizer": "rynnvla_ros.nodes.chunk_visualizer:ChunkVisualizerNode",
+    "foxglove_viewer": "rynnvla_ros.nodes.foxglove_viewer:FoxgloveViewerNode",
 }

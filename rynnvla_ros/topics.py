@@ -25,3 +25,29 @@ POLICY_TASK = "/rynnvla/task"
 POLICY_TRAJECTORY = "/rynnvla/joint_trajectory"
 PREDICTED_FRONT_IMAGE = "/world_model/front/image_raw"
 PREDICTED_WRIST_IMAGE = "/world_model/wrist/image_raw"
+
+# LIBERO (node libero_bridge, profile libero): the cameras are FRONT_IMAGE and WRIST_IMAGE, the task POLICY_TASK.
+# The 8-d state is a JointState with one named entry per dimension; in lock-step mode the bridge asks the policy
+# for each chunk on CHUNK_REQUEST; /clock carries the simulation time.
+LIBERO_STATE = "/libero/state"
+LIBERO_EPISODE_STATUS = "/libero/episode_status"
+CHUNK_REQUEST = "/rynnvla/chunk_request"
+
+# Viewing: the planned chunk as the gripper's path (chunk_visualizer, for RViz) and the arm's URDF (latched), as
+# robot_state_publisher publishes it.
+PLANNED_PATH = "/rynnvla/planned_path"
+ROBOT_DESCRIPTION = "/robot_description"
+
+# What the recorder writes to a demonstration bag by default (node recorder, profile record): the training topics
+# read by ``rynnvla-convert bags`` (cameras, arm state, leader arm and controller command as action sources, policy
+# chunks, episode boundaries and task text).
+RECORDED_TOPICS = (
+    FRONT_IMAGE,
+    WRIST_IMAGE,
+    JOINT_STATES,
+    LEADER_JOINT_STATES,
+    JOINT_COMMAND,
+    ACTION_CHUNK,
+    EPISODE,
+    TASK,
+)

@@ -1,7 +1,8 @@
 """Action chunks as the world model reads them: which step is due when, and that step as a model action.
 
 Row i of a chunk is due at ``stamp + (start_step + i) * dt``; the world model predicts the frames that follow the
-step due at its observation time t, i.e. the frames at ``stamp + (start_step + i + 1) * dt``.
+step due at its observation time t, i.e. the frames at ``stamp + (start_step + i + 1) * dt``. Chunks of
+end-effector deltas (``eef_delta_gripper``, LIBERO) hold the model's actions themselves.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from rynnvla_ros.inference.robot_io import RobotIO
 
 JOINT_POSITIONS = "joint_positions"
 JOINT_DELTAS = "joint_deltas"
+EEF_DELTA_GRIPPER = "eef_delta_gripper"
+SPACES = (JOINT_POSITIONS, JOINT_DELTAS, EEF_DELTA_GRIPPER)
 
 
 class ChunkError(ValueError):
@@ -25,7 +28,7 @@ class ChunkError(ValueError):
 
 @dataclass(frozen=True)
 class Chunk:
-    """A validated joint-space action chunk: ``rows`` (horizon, dim) with columns named by ``names``."""
+    """A validated action chunk: ``rows`` (horizon, dim) with columns named by ``names``."""
 
     stamp: int
     names: tuple[str, ...]
@@ -47,8 +50,8 @@ class Chunk:
         data: Sequence[float],
     ) -> Chunk:
         """From the fields of an ``ActionChunk`` message; ChunkError when they are inconsistent."""
-        if space not in (JOINT_POSITIONS, JOINT_DELTAS):
-            raise ChunkError(f"action_space {space!r} is not a joint space ({JOINT_POSITIONS}, {JOINT_DELTAS})")
+        if space not in SPACES:
+            raise ChunkError(f"action_space {space!r} is not one of {', '.join(SPACES)}")
         if not (math.isfinite(dt) and dt > 0):
             raise ChunkError(f"dt must be > 0, got {dt}")
         if horizon < 1 or dim != len(names) or len(data) != horizon * dim:
@@ -75,11 +78,17 @@ class Chunk:
 
     def model_action(self, row: int, io: RobotIO, q: np.ndarray | None) -> np.ndarray:
         """Row ``row`` as the model's action vector (``q``: joint state in rad, model order; needed for deltas)."""
+        if (self.space == EEF_DELTA_GRIPPER) != (not io.joint_actions):
+            raise ChunkError(f"a {self.space} chunk does not fit the robot I/O's {io.action_space} actions")
         index = {n: i for i, n in enumerate(self.names)}
-        missing = [n for n in io.names if n not in index]
+        missing = [n for n in io.chunk_names if n not in index]
         if missing:
-            raise ChunkError(f"the chunk lacks joint(s) {', '.join(missing)}")
-        values = self.rows[row, [index[n] for n in io.names]]
+            raise ChunkError(
+                f"the chunk lacks {'joint(s)' if io.joint_actions else 'dimension(s)'} {', '.join(missing)}"
+            )
+        values = self.rows[row, [index[n] for n in io.chunk_names]]
+        if self.space == EEF_DELTA_GRIPPER:
+            return values
         needs_state = self.space == JOINT_DELTAS or bool(io.relative_mask.any())
         if needs_state and q is None:
             raise ChunkError("a joint state is needed to express this action for the model")

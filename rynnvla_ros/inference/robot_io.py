@@ -12,7 +12,9 @@ One small JSON file beside a checkpoint, ``robot_io.json``, says how a checkpoin
       "control_period": 0.03333333333333333,   # s between actions of a chunk and between history frames
       "history": 1,                     # M: frames per camera in the prompt (t, t - period, ...)
       "cameras": ["front", "wrist"],    # views in the prompt: ["front"] or ["front", "wrist"]
-      "state": true                     # whether the prompt holds the joint state
+      "state": true,                    # whether the prompt holds the joint state
+      "action_space": "joint_positions", # optional: joint_positions (default) or eef_delta_gripper
+      "action_names": []                # eef_delta_gripper only: the chunk's column names
     }
 
 Units: ``model = scale * radians + offset`` per joint (degrees: scale 180/pi, offset 0; LeRobot's gripper percent:
@@ -20,6 +22,11 @@ scale 100/(hi-lo), offset -100*lo/(hi-lo) for the gripper range (lo, hi) in radi
 dimensions that the model predicts as deltas to the joint state at the observation time (the official SO100 option:
 joints 0-4 relative, the gripper absolute); the others are absolute. Whatever the model predicts, the nodes publish
 absolute joint positions in radians.
+
+With ``action_space`` ``eef_delta_gripper`` (LIBERO: end-effector deltas and a gripper command) the model's actions
+are not joint targets: they are published unchanged, with ``action_names`` as the chunk's column names, and
+``joints`` then describe only the state (e.g. LIBERO's 8-d state, published by the bridge as a JointState with one
+named entry per dimension); no joint may be ``relative``.
 """
 
 from __future__ import annotations
@@ -36,6 +43,9 @@ import numpy as np
 ROBOT_IO_FILE = "robot_io.json"
 FORMAT_VERSION = 1
 CAMERA_SETS = (("front",), ("front", "wrist"))
+JOINT_POSITIONS = "joint_positions"
+EEF_DELTA_GRIPPER = "eef_delta_gripper"
+ACTION_SPACES = (JOINT_POSITIONS, EEF_DELTA_GRIPPER)
 
 
 class RobotIOError(ValueError):
@@ -68,6 +78,8 @@ class RobotIO:
     history: int = 1
     cameras: tuple[str, ...] = ("front", "wrist")
     state: bool = True
+    action_space: str = JOINT_POSITIONS
+    action_names: tuple[str, ...] = ()
     _scale: np.ndarray = field(init=False, repr=False, compare=False)
     _offset: np.ndarray = field(init=False, repr=False, compare=False)
     _relative: np.ndarray = field(init=False, repr=False, compare=False)
@@ -76,6 +88,7 @@ class RobotIO:
     def __post_init__(self) -> None:
         object.__setattr__(self, "joints", tuple(self.joints))
         object.__setattr__(self, "cameras", tuple(self.cameras))
+        object.__setattr__(self, "action_names", tuple(str(n) for n in self.action_names))
         if not self.joints:
             raise RobotIOError("a robot I/O mapping needs at least one joint")
         names = [j.name for j in self.joints]
@@ -91,6 +104,15 @@ class RobotIO:
             raise RobotIOError(f"history must be an integer >= 1, got {self.history!r}")
         if self.cameras not in CAMERA_SETS:
             raise RobotIOError(f"cameras must be one of {[list(c) for c in CAMERA_SETS]}, got {list(self.cameras)}")
+        if self.action_space not in ACTION_SPACES:
+            raise RobotIOError(f"action_space must be one of {', '.join(ACTION_SPACES)}, got {self.action_space!r}")
+        if self.joint_actions and self.action_names:
+            raise RobotIOError("action_names are only for action_space eef_delta_gripper (joint actions use joints)")
+        if not self.joint_actions:
+            if not self.action_names or len(set(self.action_names)) != len(self.action_names):
+                raise RobotIOError(f"action_space {self.action_space} needs distinct action_names")
+            if any(j.relative for j in self.joints):
+                raise RobotIOError(f"action_space {self.action_space}: no joint can be relative")
         object.__setattr__(self, "_scale", np.array([j.scale for j in self.joints], dtype=np.float64))
         object.__setattr__(self, "_offset", np.array([j.offset for j in self.joints], dtype=np.float64))
         object.__setattr__(self, "_relative", np.array([j.relative for j in self.joints], dtype=bool))
@@ -104,7 +126,23 @@ class RobotIO:
 
     @property
     def dim(self) -> int:
+        """Number of joints: the state's size (and the action's, for joint actions)."""
         return len(self.joints)
+
+    @property
+    def joint_actions(self) -> bool:
+        """Whether the model's actions are joint targets (else they are published as predicted)."""
+        return self.action_space == JOINT_POSITIONS
+
+    @property
+    def action_dim(self) -> int:
+        """Size of the model's action vector."""
+        return self.dim if self.joint_actions else len(self.action_names)
+
+    @property
+    def chunk_names(self) -> list[str]:
+        """Column names of the published chunk: the joints, or ``action_names``."""
+        return self.names if self.joint_actions else list(self.action_names)
 
     @property
     def use_wrist(self) -> bool:
@@ -117,8 +155,9 @@ class RobotIO:
 
     def check_model(self, action_dim: int, state_dim: int | None) -> None:
         """RobotIOError when the model's action/state sizes do not fit this mapping."""
-        if action_dim != self.dim:
-            raise RobotIOError(f"the model predicts {action_dim}-d actions but the robot I/O maps {self.dim} joints")
+        if action_dim != self.action_dim:
+            what = f"{self.dim} joints" if self.joint_actions else f"{self.action_dim} {self.action_space} dims"
+            raise RobotIOError(f"the model predicts {action_dim}-d actions but the robot I/O maps {what}")
         if self.state and state_dim is None:
             raise RobotIOError("the robot I/O says the prompt holds the state, but the checkpoint has no state stats")
         if self.state and state_dim != self.dim:
@@ -157,6 +196,16 @@ class RobotIO:
         """Joint positions (rad, model order) -> the model's state vector."""
         return self._scale * np.asarray(q, dtype=np.float64) + self._offset
 
+    def to_chunk_rows(self, actions: np.ndarray, q_state: np.ndarray) -> np.ndarray:
+        """(K, action_dim) model actions -> the published chunk's rows: absolute joint positions (rad) for joint
+        actions (:meth:`to_joint_positions`), else the actions unchanged (float64 copy)."""
+        if self.joint_actions:
+            return self.to_joint_positions(actions, q_state)
+        actions = np.array(actions, dtype=np.float64)
+        if actions.ndim != 2 or actions.shape[1] != self.action_dim:
+            raise RobotIOError(f"actions must have shape (K, {self.action_dim}), got {actions.shape}")
+        return actions
+
     def to_joint_positions(self, actions: np.ndarray, q_state: np.ndarray) -> np.ndarray:
         """(K, dim) model actions -> (K, dim) absolute joint positions (rad), relative dims added to ``q_state``."""
         actions = np.asarray(actions, dtype=np.float64)
@@ -166,14 +215,19 @@ class RobotIO:
         return (absolute - self._offset) / self._scale
 
     def to_model_action(self, target: np.ndarray, q_state: np.ndarray) -> np.ndarray:
-        """Absolute joint positions (rad, (dim,) or (K, dim)) -> the model's action vector(s) (inverse of above)."""
+        """Absolute joint positions (rad, (dim,) or (K, dim)) -> the model's action vector(s) (inverse of above).
+
+        For ``eef_delta_gripper`` the chunk's rows are the model's actions: returned unchanged.
+        """
+        if not self.joint_actions:
+            return np.array(target, dtype=np.float64)
         model = self.to_model_state(target)
         return model - np.where(self._relative, self.to_model_state(q_state), 0.0)
 
     # ---------------------------------------------------------------- (de)serialisation
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form (module docstring)."""
-        return {
+        """The JSON form (module docstring); the action keys only when they differ from the default."""
+        data = {
             "format_version": FORMAT_VERSION,
             "joints": [
                 {"name": j.name, "scale": j.scale, "offset": j.offset, "relative": j.relative} for j in self.joints
@@ -183,6 +237,9 @@ class RobotIO:
             "cameras": list(self.cameras),
             "state": self.state,
         }
+        if not self.joint_actions:
+            data.update(action_space=self.action_space, action_names=list(self.action_names))
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "robot I/O") -> RobotIO:
@@ -193,6 +250,7 @@ class RobotIO:
         if version != FORMAT_VERSION:
             raise RobotIOError(f"{source}: format_version must be {FORMAT_VERSION}, got {version!r}")
         known = {"format_version", "joints", "control_period", "history", "cameras", "state"}
+        known |= {"action_space", "action_names"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise RobotIOError(f"{source}: unknown key(s) {', '.join(unknown)}")
@@ -207,6 +265,8 @@ class RobotIO:
                 history=int(data.get("history", 1)),
                 cameras=tuple(str(c) for c in data.get("cameras", ("front", "wrist"))),
                 state=bool(data.get("state", True)),
+                action_space=str(data.get("action_space", JOINT_POSITIONS)),
+                action_names=tuple(str(n) for n in data.get("action_names", ())),
             )
         except RobotIOError as exc:
             raise RobotIOError(f"{source}: {exc}") from None

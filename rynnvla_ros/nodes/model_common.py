@@ -13,6 +13,8 @@ Model parameters:
 Robot I/O parameters (rynnvla_ros/inference/robot_io.py). ``robot_io_file`` or, when it is empty, the checkpoint's
 ``robot_io.json`` is used if it exists, and then all the other parameters below are ignored:
   robot_io_file (str, "")         a robot_io.json to use instead of the checkpoint's
+  robot_io_preset (str, "")       without either file: "libero" (8-d state, 7-d end-effector actions, history 2:
+                                  rynnvla_ros/libero/protocol.py), or "" for the parameters below
   joint_names (str[], SO100)      model dimension order
   joint_scale, joint_offset (float[], unset)  model = scale * rad + offset per joint; unset: LeRobot units
                                   (degrees; the gripper 0-100 % of its URDF range)
@@ -40,6 +42,7 @@ from rynnvla_ros.inference.history import NS
 from rynnvla_ros.inference.model_cache import ModelSpec
 from rynnvla_ros.inference.robot_io import ROBOT_IO_FILE, JointMap, RobotIO, RobotIOError
 
+ROBOT_IO_PRESETS = ("", "libero")
 # Joint states: best effort matches reliable and best-effort publishers alike; the newest few are kept.
 SENSOR_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
 IMAGE_RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT}
@@ -90,11 +93,18 @@ def declare_robot_io(node: Node, spec: ModelSpec) -> tuple[RobotIO, str]:
     history = node.declare_parameter("history", 1).value
     cameras = node.declare_parameter("cameras", ["front", "wrist"]).value
     use_state = node.declare_parameter("use_state", True).value
+    preset = node.declare_parameter("robot_io_preset", "").value
+    if preset not in ROBOT_IO_PRESETS:
+        raise RobotIOError(f"robot_io_preset must be one of {ROBOT_IO_PRESETS}, got {preset!r}")
     if path:
         return RobotIO.load(path), str(path)
     beside = spec.model_dir / ROBOT_IO_FILE
     if beside.is_file():
         return RobotIO.load(beside), str(beside)
+    if preset == "libero":
+        from rynnvla_ros.libero.protocol import libero_robot_io
+
+        return libero_robot_io(), f"the libero preset (no {beside})"
     names, relative = list(names), list(relative)
     if scale is None and offset is None:
         gripper = desc.GRIPPER if desc.GRIPPER in names else None

@@ -6,9 +6,14 @@ up to ``max_age``). Observations that are unusable are refused, counted and logg
 older than ``max_age``, no wrist image or joint state within ``max_age`` of t, no task, a joint state with a missing
 joint or NaN, an image that cannot be decoded). Inference runs on its own thread on the newest
 observation only: observations arriving while the model is busy replace each other (counted as dropped), nothing
-queues. Images of another size than the model's are squashed to it explicitly (PIL bicubic, as in training; logged
-once per camera). The model's chunk is turned into absolute joint positions in radians (relative dimensions are
-added to the observed state) by the robot I/O mapping (rynnvla_ros/inference/robot_io.py).
+queues. With ``trigger`` request (lock-step simulation, e.g. libero_bridge) front frames alone make no
+observation: each ChunkRequest names the stamp of the observation to answer (its frames and state are published
+with exactly that stamp), and the node answers it once, taking the request's stamp as "now" (nothing is stale in
+a simulator that waits) and the request's task when it has one. Images of another size than the model's are
+squashed to it explicitly (PIL bicubic, as in training; logged once per camera). The model's chunk is turned into
+absolute joint positions in radians (relative dimensions are added to the observed state) by the robot I/O mapping
+(rynnvla_ros/inference/robot_io.py); a mapping with action_space eef_delta_gripper (LIBERO) publishes the model's
+actions unchanged, named by its action_names.
 
 Topics (relative names; launch profiles remap them to rynnvla_ros.topics):
   front/image_raw    sensor_msgs/Image        in (rgb8, bgr8 or mono8; depth 2, reliability from image_qos)
@@ -16,13 +21,15 @@ Topics (relative names; launch profiles remap them to rynnvla_ros.topics):
   joint_states       sensor_msgs/JointState   in (best effort): positions in rad, by name, any order, extra
                                               joints ignored
   task               std_msgs/String          in, transient-local: the instruction (replaces the task parameter)
+  chunk_request      rynnvla_ros/ChunkRequest in, with trigger request: the observation stamps to answer
   action_chunk       rynnvla_ros/ActionChunk  out: header.stamp = observation time t, names = joint names,
-                                              action_space joint_positions (rad), dt = control period, start_step 0,
-                                              horizon K, seq, inference_time (s, the model's own time), dry_run
-  joint_trajectory   trajectory_msgs/JointTrajectory  out, when publish_trajectory is true and dry_run false (a
-                                              trajectory controller would execute it): the same chunk,
-                                              header.stamp = t, points at time_from_start = i * dt. Do not
-                                              feed it to so100_controller as well: it executes action_chunk
+                                              action_space joint_positions (rad) (or the robot I/O's action names
+                                              and eef_delta_gripper), dt = control period, start_step 0, horizon K,
+                                              seq, inference_time (s, the model's own time), dry_run
+  joint_trajectory   trajectory_msgs/JointTrajectory  out, for joint actions when publish_trajectory is true
+                                              and dry_run false (a trajectory controller would execute it): the
+                                              same chunk, header.stamp = t, points at time_from_start = i * dt.
+                                              Do not feed it to so100_controller as well: it executes action_chunk
   /diagnostics       diagnostic_msgs/DiagnosticArray  out, every diagnostics_period: chunks, rate, latency
                                               (stamp -> publish) and its part outside the model, inference time,
                                               dropped observations, rejections by reason
@@ -30,6 +37,7 @@ Topics (relative names; launch profiles remap them to rynnvla_ros.topics):
 Parameters (the model and robot I/O ones are listed in rynnvla_ros/nodes/model_common.py):
   task (str, "")                 instruction, e.g. "Place the strawberries from the table into the cup."
   mode (str, "continuous")       continuous (action head) or discrete (action tokens)
+  trigger (str, "frame")         frame (every front frame makes an observation) or request (chunk_request)
   dry_run (bool, true)           chunks are flagged dry_run (the controller ignores them), no joint_trajectory
   publish_trajectory (bool, true)  also publish joint_trajectory (config/policy.yaml: false, so100_controller
                                  takes action_chunk)
@@ -43,6 +51,7 @@ Parameters (the model and robot I/O ones are listed in rynnvla_ros/nodes/model_c
 from __future__ import annotations
 
 import time
+from collections import deque
 
 import numpy as np
 from builtin_interfaces.msg import Duration
@@ -64,7 +73,7 @@ from rynnvla_ros.inference.model_cache import MODES, load_policy
 from rynnvla_ros.inference.observation import Observation, ObservationAssembler, Rejected, Rejections
 from rynnvla_ros.inference.stats import RollingStats
 from rynnvla_ros.inference.worker import LatestOnlyWorker
-from rynnvla_ros.msg import ActionChunk
+from rynnvla_ros.msg import ActionChunk, ChunkRequest
 from rynnvla_ros.nodes.model_common import (
     SENSOR_QOS,
     declare_image_qos,
@@ -76,6 +85,7 @@ from rynnvla_ros.nodes.model_common import (
 )
 
 TASK_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+TRIGGERS = ("frame", "request")
 
 
 class PolicyNode(Node):
@@ -89,6 +99,7 @@ class PolicyNode(Node):
         spec.check()
         self.task = str(self.declare_parameter("task", "").value).strip()
         self.mode = self.declare_parameter("mode", "continuous").value
+        self.trigger = self.declare_parameter("trigger", "frame").value
         self.dry_run = bool(self.declare_parameter("dry_run", True).value)
         self.publish_trajectory = bool(self.declare_parameter("publish_trajectory", True).value)
         max_age = float(self.declare_parameter("max_age", 0.2).value)
@@ -96,6 +107,8 @@ class PolicyNode(Node):
         image_qos = declare_image_qos(self)
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.trigger not in TRIGGERS:
+            raise ValueError(f"trigger must be one of {', '.join(TRIGGERS)}, got {self.trigger!r}")
         if max_age <= 0 or diag_period <= 0:
             raise ValueError("max_age and diagnostics_period must be > 0")
 
@@ -112,6 +125,11 @@ class PolicyNode(Node):
         self.seq = 0
         self._resized: set[str] = set()
         self._errors_seen = 0
+        # trigger request: the newest request whose front frame has not arrived, the one waiting in the assembler
+        # for its wrist frame or state, and the stamps already offered (repeats are ignored)
+        self._request: tuple[int, str] | None = None
+        self._assembling: tuple[int, str] | None = None
+        self._answered: deque[int] = deque(maxlen=32)
 
         self.chunk_pub = self.create_publisher(ActionChunk, "action_chunk", 10)
         self.traj_pub = self.create_publisher(JointTrajectory, "joint_trajectory", 10)
@@ -122,21 +140,27 @@ class PolicyNode(Node):
             self.create_subscription(Image, "wrist/image_raw", self._on_wrist, image_qos, callback_group=inputs)
         self.create_subscription(JointState, "joint_states", self._on_joints, SENSOR_QOS, callback_group=inputs)
         self.create_subscription(String, "task", self._on_task, TASK_QOS, callback_group=inputs)
+        if self.trigger == "request":
+            self.create_subscription(ChunkRequest, "chunk_request", self._on_request, 10, callback_group=inputs)
         self.add_on_set_parameters_callback(self._on_parameters)
         self.worker = LatestOnlyWorker(self._infer, self._on_error, name="policy-inference")
         self.create_timer(diag_period, self._publish_diagnostics, MutuallyExclusiveCallbackGroup())
         self.get_logger().info(
             f"model {spec.model_dir} ({self.mode}, K={self.model.time_horizon}, A={self.model.action_dim}, "
             f"images {self.image_size[1]}x{self.image_size[0]}), robot I/O from {io_source}: joints "
-            f"{', '.join(self.io.names)}, history {self.io.history}, cameras {', '.join(self.io.cameras)}; "
-            f"dry_run {self.dry_run}; task {self.task!r}"
+            f"{', '.join(self.io.names)}, actions {self.io.action_space}, history {self.io.history}, cameras "
+            f"{', '.join(self.io.cameras)}; trigger {self.trigger}; dry_run {self.dry_run}; task {self.task!r}"
         )
 
     # ------------------------------------------------------------------------------------------ inputs
     def _reject(self, key: str, message: str, error: bool = False) -> None:
         if self.rejections.add(key, message):
-            log = self.get_logger().error if error else self.get_logger().warning
-            log(f"{message} [{key}: {self.rejections.counts[key]} so far]")
+            line = f"{message} [{key}: {self.rejections.counts[key]} so far]"
+            # two call sites: rclpy refuses one call site logging at two severities
+            if error:
+                self.get_logger().error(line)
+            else:
+                self.get_logger().warning(line)
 
     def _image(self, msg: Image, camera: str) -> np.ndarray | None:
         try:
@@ -157,7 +181,10 @@ class PolicyNode(Node):
         if rgb is None:
             return
         current = self.assembler.add_frame("front", stamp_ns(msg.header.stamp), rgb)
-        self._handle(*self.assembler.offer(current, self.task, self._now()))
+        if self.trigger == "frame":
+            self._handle(*self.assembler.offer(current, self.task, self._now()))
+        else:
+            self._serve_request()
 
     def _on_wrist(self, msg: Image) -> None:
         rgb = self._image(msg, "wrist")
@@ -175,7 +202,33 @@ class PolicyNode(Node):
 
     def _retry(self) -> None:
         if self.assembler.pending:
-            self._handle(*self.assembler.retry(self.task, self._now()))
+            stamp, task = self._assembling or (self._now(), self.task)
+            self._handle(*self.assembler.retry(task, stamp))
+            if not self.assembler.pending:
+                self._assembling = None
+
+    def _on_request(self, msg: ChunkRequest) -> None:
+        stamp = stamp_ns(msg.header.stamp)
+        if stamp in self._answered:
+            return  # a repeated request: its chunk is being computed or was published
+        self._request = (stamp, msg.task.strip() or self.task)
+        self._serve_request()
+
+    def _serve_request(self) -> None:
+        """Offer the requested observation once its front frame is here (wrist frame and state may follow).
+
+        "now" is the request's stamp: a lock-step simulator waits for the answer, so nothing is stale.
+        """
+        if self._request is None:
+            return
+        stamp, task = self._request
+        frame = self.assembler.front.nearest(stamp)
+        if frame is None or frame.stamp != stamp:
+            return
+        self._request = None
+        self._answered.append(stamp)
+        self._handle(*self.assembler.offer(frame, task, stamp))  # replaces an older request still waiting
+        self._assembling = (stamp, task) if self.assembler.pending else None
 
     def _handle(self, obs: Observation | None, rejected: list[Rejected]) -> None:
         for r in rejected:
@@ -211,10 +264,10 @@ class PolicyNode(Node):
     # ------------------------------------------------------------------------------------------ inference
     def _infer(self, obs: Observation) -> None:
         result = self.model.predict_chunk(obs.task, obs.state, obs.front, obs.wrist, self.mode)
-        positions = self.io.to_joint_positions(result.actions, obs.q)
-        if not np.all(np.isfinite(positions)):
-            raise ValueError("the chunk holds non-finite joint positions")
-        self._publish(obs, positions, result.timings["total_ms"] / 1e3)
+        rows = self.io.to_chunk_rows(result.actions, obs.q)
+        if not np.all(np.isfinite(rows)):
+            raise ValueError("the chunk holds non-finite values")
+        self._publish(obs, rows, result.timings["total_ms"] / 1e3)
 
     def _on_error(self, obs: Observation, exc: Exception) -> None:
         self._reject("inference_error", f"inference failed: {type(exc).__name__}: {exc}", error=True)
@@ -224,8 +277,8 @@ class PolicyNode(Node):
         self.seq += 1
         msg = ActionChunk()
         msg.header.stamp = to_stamp(obs.stamp)
-        msg.names = self.io.names
-        msg.action_space = ActionChunk.ACTION_SPACE_JOINT_POSITIONS
+        msg.names = self.io.chunk_names
+        msg.action_space = self.io.action_space
         msg.dt = dt
         msg.start_step = 0
         msg.horizon, msg.dim = positions.shape
@@ -234,7 +287,7 @@ class PolicyNode(Node):
         msg.inference_time = inference_time
         msg.dry_run = self.dry_run
         self.chunk_pub.publish(msg)
-        if self.publish_trajectory and not msg.dry_run:
+        if self.publish_trajectory and not msg.dry_run and self.io.joint_actions:
             self.traj_pub.publish(self._trajectory(msg.header, positions, dt))
         latency = (self.get_clock().now().nanoseconds - obs.stamp) / NS
         self.latency.add(latency)

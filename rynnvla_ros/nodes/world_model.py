@@ -17,7 +17,8 @@ Topics (relative names; launch profiles remap them to rynnvla_ros.topics):
   front/image_raw            sensor_msgs/Image   in (any size: squashed to the model's)
   wrist/image_raw            sensor_msgs/Image   in, when the model uses the wrist camera
   joint_states               sensor_msgs/JointState  in (rad, by name)
-  action_chunk               rynnvla_ros/ActionChunk  in: joint_positions or joint_deltas
+  action_chunk               rynnvla_ros/ActionChunk  in: joint_positions or joint_deltas (eef_delta_gripper
+                                                 with a robot I/O of that action space: LIBERO)
   predicted/front/image_raw  sensor_msgs/Image   out: rgb8 at the model's image size, header.stamp = the time
                                                  predicted, stamp + (start_step + row + 1) * dt; frame_id of the
                                                  source camera
@@ -103,8 +104,10 @@ class WorldModelNode(Node):
 
         self.io, io_source = declare_robot_io(self, spec)
         self.model = load_policy(spec)
-        if self.model.action_dim != self.io.dim:
-            raise RobotIOError(f"the model's actions have {self.model.action_dim} dims, the robot I/O {self.io.dim}")
+        if self.model.action_dim != self.io.action_dim:
+            raise RobotIOError(
+                f"the model's actions have {self.model.action_dim} dims, the robot I/O {self.io.action_dim}"
+            )
         self.image_size = tuple(self.model.image_size)
         self._lock = threading.Lock()
         span = int(buffer_time * NS)
@@ -138,8 +141,12 @@ class WorldModelNode(Node):
     # ------------------------------------------------------------------------------------------ inputs
     def _reject(self, key: str, message: str, error: bool = False) -> None:
         if self.rejections.add(key, message):
-            log = self.get_logger().error if error else self.get_logger().warning
-            log(f"{message} [{key}: {self.rejections.counts[key]} so far]")
+            line = f"{message} [{key}: {self.rejections.counts[key]} so far]"
+            # two call sites: rclpy refuses one call site logging at two severities
+            if error:
+                self.get_logger().error(line)
+            else:
+                self.get_logger().warning(line)
 
     def _on_image(self, camera: str, msg: Image) -> None:
         with self._lock:

@@ -49,7 +49,7 @@ def test_step_due_at_a_time_and_the_time_of_the_next_frames():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"space": "eef_delta_gripper"}, "not a joint space"),
+        ({"space": "cartesian_pose"}, "is not one of"),
         ({"names": NAMES[:5]}, "does not fit"),
     ],
 )
