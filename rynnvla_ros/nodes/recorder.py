@@ -19,7 +19,8 @@ Topics:
   ~/episode   std_msgs/String  out, transient local: start:<task>, stop or discard at each boundary (/recorder/episode)
   ~/task      std_msgs/String  out at each start, and in: the task used when a start request has none (/recorder/task)
   /diagnostics diagnostic_msgs/DiagnosticArray  out: state, episode, messages/s, counts and drops per topic, queue
-              depth and size, bytes written, free disk space
+              depth and size, bytes written, free disk space, messages that never reached the recorder (gaps in
+              each publisher's sequence numbers; the middleware's lost-sample count)
   the topics of parameter ``topics``: in (recorded)
 
 Services:

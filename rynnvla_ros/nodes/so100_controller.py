@@ -91,6 +91,8 @@ REJECTION_LOG_PERIOD = 5.0  # s between two log lines of the same rejection reas
 class So100ControllerNode(Node):
     """Thin ROS shell around :class:`~rynnvla_ros.control.controller.ArmController` and an arm backend."""
 
+    OWN_PROCESS = True  # rynnvla-bringup runs the control loop in its own process: model threads must not starve it
+
     def __init__(self, backend: Backend | None = None, **kwargs) -> None:
         super().__init__("so100_controller", **kwargs)
         p = self._declare_all()
