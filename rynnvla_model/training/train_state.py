@@ -48,8 +48,14 @@ def full_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict
 
 
 def rng_state() -> dict[str, Any]:
-    """This process's random states."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """This process's random states, as tensors and plain values (loadable with ``weights_only=True``)."""
+    version, keys, gauss = random.getstate()
+    _, mt, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": [version, list(keys), gauss],
+        "numpy": {"keys": torch.from_numpy(mt.astype(np.int64)), "pos": int(pos), "gauss": [has_gauss, cached]},
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -57,8 +63,10 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore :func:`rng_state`."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, keys, gauss = state["python"]
+    random.setstate((version, tuple(keys), gauss))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], *n["gauss"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -139,7 +147,7 @@ def load_checkpoint(
     missing = [p for p in (path / OPTIMIZER_FILE, path / MODEL_DIR) if not p.exists()]
     if missing:
         raise FileNotFoundError(f"incomplete training checkpoint {path}: missing {', '.join(map(str, missing))}")
-    saved = torch.load(path / OPTIMIZER_FILE, map_location="cpu", weights_only=False)
+    saved = torch.load(path / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
     model_state = read_state_dict(path / MODEL_DIR)
     set_state_dict(
         model, optimizer, model_state_dict=model_state, optim_state_dict=saved["optimizer"], options=_state_options()
@@ -147,7 +155,7 @@ def load_checkpoint(
     scheduler.load_state_dict(saved["scheduler"])
     rng_file = path / f"rng-rank{info.rank}.pt"
     if saved.get("world_size") == info.world_size and rng_file.is_file():
-        set_rng_state(torch.load(rng_file, weights_only=False))
+        set_rng_state(torch.load(rng_file, weights_only=True))
     return int(saved["step"])
 
 
