@@ -133,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cls = node_class(spec.executable)
             options = node_options(profile, spec, values, config_dir)
             if getattr(cls, "OWN_PROCESS", False):
-                children.append(subprocess.Popen(child_command(spec, options)))
+                children.append(subprocess.Popen(child_command(spec, options), preexec_fn=_die_with_parent))
                 print(f"rynnvla-bringup: {spec.name} runs in its own process (pid {children[-1].pid})", flush=True)
             else:
                 nodes.append(cls(**options))
@@ -168,6 +168,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         _stop(children)
     return 0
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when bringup dies, however it dies (Linux; elsewhere a no-op), so a
+    killed bringup leaves no controller behind."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def _stop(children: list[subprocess.Popen]) -> None:

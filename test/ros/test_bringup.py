@@ -73,3 +73,31 @@ def test_bringup_with_no_active_node_says_so(monkeypatch, capsys):
     monkeypatch.setitem(PROFILES, profile.name, profile)
     assert bringup_main([profile.name, "hardware:=sim"]) == 1
     assert "no node of cameras_only is active" in capsys.readouterr().err
+
+
+def test_the_controller_process_does_not_outlive_a_killed_bringup(start_process):
+    """The controller runs as bringup's child; SIGKILLing bringup must not leave it driving the arm."""
+    import os
+    import signal
+    import time
+
+    bringup = Path(sys.executable).parent / "rynnvla-bringup"
+    proc = start_process(bringup, "so100", "policy:=false", "world_model:=false")
+    pid = None
+    deadline = time.monotonic() + 60
+    while pid is None and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if "so100_controller runs in its own process (pid " in line:
+            pid = int(line.split("(pid ")[1].split(")")[0])
+    assert pid is not None, "bringup did not report the controller's process"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    pytest.fail("the controller outlived the killed bringup")
