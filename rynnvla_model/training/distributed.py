@@ -76,15 +76,6 @@ def mean_across(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return values / info.world_size
 
 
-def sum_across(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    """Element-wise sum of ``values`` over the ranks."""
-    if not info.distributed:
-        return values
-    values = values.clone()
-    dist.all_reduce(values, op=dist.ReduceOp.SUM)
-    return values
-
-
 def wrap_model(model: nn.Module, info: DistInfo, strategy: str, bf16: bool) -> nn.Module:
     """DDP, or FSDP2 ``fully_shard`` on each decoder layer, the action head and the root (FULL_SHARD, as the
     release); a single process gets the model back unchanged. With ``bf16`` FSDP computes in bf16 and reduces

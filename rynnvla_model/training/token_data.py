@@ -137,8 +137,8 @@ class LiveCodes:
     def codes(self, row: int, camera: str) -> np.ndarray:
         if row not in self._lru:
             frame = self.source[row]
-            images = {k: v for k, v in ((self.source.keys.front, frame.front), (self.source.keys.wrist, frame.wrist))}
-            keys = [k for k in images if k is not None and images[k] is not None]
+            images = {self.source.keys.front: frame.front, self.source.keys.wrist: frame.wrist}
+            keys = [k for k, img in images.items() if k is not None and img is not None]
             with torch.inference_mode():
                 grids = self.processor.encode_images([images[k] for k in keys])
             self._lru[row] = dict(zip(keys, grids, strict=True))
@@ -203,8 +203,7 @@ class TokenDataset(torch.utils.data.Dataset):
             grids = self._grids(history_rows(row, int(self._starts[row]), self.spec))
             task = self._tasks[int(self._episode[row])]
             return self.builder.vla_sample(task, state, grids, self.chunk(index))
-        action = chunk_targets(self.actions, self.states, row, int(self._stops[row]), self.spec)[0]
-        return self.builder.world_model_sample(self._grids([row]), action, self._grids([row + 1]))
+        return self.builder.world_model_sample(self._grids([row]), self.chunk(index)[0], self._grids([row + 1]))
 
 
 @dataclass

@@ -22,7 +22,7 @@ import random
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -186,23 +186,9 @@ def _use_bf16(cfg: RunConfig, device: torch.device) -> bool:
     return p == "bf16" or (p == "auto" and device.type == "cuda")
 
 
-class _Batches:
-    """A DataLoader batch sampler over a fixed list of micro-batches."""
-
-    def __init__(self, batches: list[list[int]]) -> None:
-        self.batches = batches
-
-    def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-
 def _loader(dataset: TokenDataset, batches: list[list[int]], collate: Collator, workers: int) -> Any:
-    return torch.utils.data.DataLoader(
-        dataset, batch_sampler=_Batches(batches), collate_fn=collate, num_workers=workers
-    )
+    """A DataLoader over fixed micro-batches (a list of index lists is a valid batch sampler)."""
+    return torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=collate, num_workers=workers)
 
 
 # ------------------------------------------------------------------------------------------------------- run
@@ -221,6 +207,8 @@ class Trainer:
         self.source = LeRobotSource(d.root, keys)
         self.spec = spec_of(cfg)
         self.out.mkdir(parents=True, exist_ok=True)
+        if self.info.is_main:
+            cfg.save(self.out)
         self.split = self._split()
         self.stats = self._stats()
         seed_everything(cfg.train.seed)
@@ -228,7 +216,6 @@ class Trainer:
         model, self.processor = build_model_and_processor(cfg, self.stats, action_dim)
         if cfg.model.gradient_checkpointing:
             model.gradient_checkpointing_enable()
-        self.model_config = model.config
         model.to(self.info.device)
         self.codes = self._codes()
         self.train_set = self._dataset(self.split.train_episodes, cfg.data.split_seed)
@@ -241,12 +228,8 @@ class Trainer:
         self.optimizer = optimizer_for(self.model, cfg)  # after wrapping: FSDP replaces the parameters
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg, self.total_steps))
         self.step = self._resume()
-        self.mean_target = target_arrays(
-            self.source.actions(),
-            self.source.states(),
-            [self.source.episode_range(e) for e in self.split.train_episodes],
-            self.spec,
-        ).mean(axis=0)
+        # constant over the run: the mean training target (from the statistics) and its L1 on the held-out samples
+        self.mean_baseline = mean_baseline_l1(self.val_set, self.stats["action"].mean)
 
     # ---------------------------------------------------------------- set-up parts
     def _split(self) -> EpisodeSplit:
@@ -267,7 +250,6 @@ class Trainer:
         stats = training_stats(self.source, self.split.train_episodes, self.spec)
         if self.info.is_main:
             stats.save(path)
-            self.cfg.save(self.out)
         dist_utils.barrier(self.info)
         return stats
 
@@ -336,14 +318,14 @@ class Trainer:
         if len(self.val_set) == 0:
             return {}
         n, mb = len(self.val_set), self.cfg.train.micro_batch_size
-        # interleave VLA and world-model samples: the first batches cover both kinds
-        order = np.argsort(np.arange(n) % max(1, n // max(1, self.cfg.train.val_batches * mb)), kind="stable")
-        batches = [order[i : i + mb].tolist() for i in range(0, n, mb)][: self.cfg.train.val_batches]
+        # an evenly spaced subset: VLA samples come first and world-model samples after, so both kinds are covered
+        chosen = np.unique(np.linspace(0, n - 1, min(n, self.cfg.train.val_batches * mb)).astype(int))
+        batches = [chosen[i : i + mb].tolist() for i in range(0, len(chosen), mb)]
         fsdp = self.info.distributed and self.cfg.train.strategy == "fsdp"
         net = self.model if fsdp else dist_utils.unwrap(self.model)
         loader = _loader(self.val_set, batches, self.collate, 0)
         metrics = validate(net, loader, self.processor, self.info, self.autocast)
-        metrics["vla/l1_units_mean_baseline"] = mean_baseline_l1(self.val_set, self.mean_target)
+        metrics["vla/l1_units_mean_baseline"] = self.mean_baseline
         if self.cfg.train.val_image_samples > 0 and (fsdp or self.info.is_main):
             metrics |= world_model_image_metrics(
                 net,

@@ -80,9 +80,8 @@ def validate(
 
 def mean_baseline_l1(dataset: TokenDataset, mean_target: np.ndarray, limit: int = 2000) -> float:
     """L1 (dataset units) of predicting ``mean_target`` for the first ``limit`` VLA samples of ``dataset``."""
-    errors = [
-        np.abs(dataset.chunk(i) - mean_target).mean() for i in range(len(dataset)) if dataset.kind(i) == KIND_VLA
-    ][:limit]
+    vla = [i for i in range(len(dataset)) if dataset.kind(i) == KIND_VLA][:limit]
+    errors = [np.abs(dataset.chunk(i) - mean_target).mean() for i in vla]
     return float(np.mean(errors)) if errors else float("nan")
 
 
