@@ -21,10 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from rynnvla_ros.control.backend import BackendError
-from rynnvla_ros.control.lerobot_backend import UnitConversion, _quiet_disconnect
+from rynnvla_ros.control.lerobot_backend import UnitConversion, connect_feetech, quiet_disconnect
 from rynnvla_ros.control.supervisor import REPEAT_LOG_PERIOD, Logger
 
-NEEDS_LEROBOT = "LeRobot with the Feetech driver is needed (pip install 'lerobot[feetech]')"
 ReadingCallback = Callable[[np.ndarray, int], None]
 """Receives joint positions (rad, JOINT_NAMES order) and the wall time of the reading (ns since the epoch)."""
 
@@ -89,44 +88,17 @@ class LeaderArm:
     def connect(self) -> None:
         """Open the leader's bus; BackendError saying what failed and what to check."""
         cfg = self.config
-        try:
-            calibration = self.calibration_file()
-        except ImportError as exc:
-            raise BackendError(
-                f"LeRobot with the Feetech driver is needed (pip install 'lerobot[feetech]'): {exc}"
-            ) from exc
-        if not calibration.is_file():
-            raise BackendError(
-                f"no leader calibration file {calibration}; calibrate the leader once with `lerobot-calibrate "
-                f"--teleop.type=so101_leader --teleop.port={cfg.port} --teleop.id={cfg.leader_id}`"
-            )
-        try:
-            device = self.make_device(cfg, calibration.parent)
-        except ImportError as exc:
-            raise BackendError(
-                f"LeRobot with the Feetech driver is needed (pip install 'lerobot[feetech]'): {exc}"
-            ) from exc
-        try:
-            device.connect(calibrate=False)  # never the interactive calibration
-        except Exception as exc:
-            _quiet_disconnect(device)
-            detail = " ".join(str(exc).split())
-            raise BackendError(
-                f"cannot open the SO100 leader bus on {cfg.port}: {detail} (check the USB cable, the leader's power "
-                f"supply and the device's permissions)"
-            ) from exc
-        try:
-            calibrated = device.is_calibrated
-        except Exception as exc:
-            _quiet_disconnect(device)
-            raise BackendError(f"cannot read the leader motors' calibration on {cfg.port}: {exc}") from exc
-        if not calibrated:
-            _quiet_disconnect(device)
-            raise BackendError(
-                f"the leader motors' calibration differs from {calibration}; recalibrate with `lerobot-calibrate` "
-                f"(teleop id {cfg.leader_id}) or point calibration_dir/leader_id at the right file"
-            )
-        self.device = device
+        self.device = connect_feetech(
+            self.calibration_file,
+            lambda calibration_dir: self.make_device(cfg, calibration_dir),
+            cfg.port,
+            who="leader ",
+            calibrate_hint=f"calibrate the leader once with `lerobot-calibrate --teleop.type=so101_leader "
+            f"--teleop.port={cfg.port} --teleop.id={cfg.leader_id}`",
+            bus_hint="check the USB cable, the leader's power supply and the device's permissions",
+            recalibrate_hint=f"`lerobot-calibrate` (teleop id {cfg.leader_id}) or point calibration_dir/leader_id at "
+            f"the right file",
+        )
 
     def read(self) -> np.ndarray:
         """Joint positions in radians (JOINT_NAMES order); BackendError on a failed or unusable reading."""
@@ -148,7 +120,7 @@ class LeaderArm:
     def close(self) -> None:
         """Release the bus (idempotent)."""
         if self.device is not None:
-            _quiet_disconnect(self.device)
+            quiet_disconnect(self.device)
             self.device = None
 
 

@@ -13,7 +13,7 @@ by ``lerobot-calibrate`` must exist and match the motors.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +23,8 @@ from rynnvla_ros.control import so100_description as desc
 from rynnvla_ros.control.backend import Backend, BackendError, JointReading
 
 log = logging.getLogger(__name__)
+
+NEEDS_LEROBOT = "LeRobot with the Feetech driver is needed (pip install 'lerobot[feetech]')"
 
 
 def _default_gripper_range() -> tuple[float, float]:
@@ -111,49 +113,18 @@ class LeRobotBackend(Backend):
 
     def connect(self) -> None:
         cfg = self.config
-        try:
-            from lerobot.robots.so_follower import SOFollower, SOFollowerRobotConfig
-        except ImportError as exc:
-            raise BackendError(
-                f"LeRobot with the Feetech driver is needed (pip install 'lerobot[feetech]'): {exc}"
-            ) from exc
-        calibration = self.calibration_file()
-        if not calibration.is_file():
-            raise BackendError(
-                f"no calibration file {calibration}; calibrate the arm once with `lerobot-calibrate "
-                f"--robot.type=so101_follower --robot.port={cfg.port} --robot.id={cfg.robot_id}`"
-            )
-        robot_config = SOFollowerRobotConfig(
-            port=cfg.port,
-            id=cfg.robot_id,
-            calibration_dir=calibration.parent,
-            use_degrees=True,
-            disable_torque_on_disconnect=cfg.disable_torque_on_close,
-            num_read_retries=cfg.num_read_retries,
+        self.robot = connect_feetech(
+            self.calibration_file,
+            lambda calibration_dir: lerobot_follower(cfg, calibration_dir),
+            cfg.port,
+            who="",
+            calibrate_hint=f"calibrate the arm once with `lerobot-calibrate --robot.type=so101_follower "
+            f"--robot.port={cfg.port} --robot.id={cfg.robot_id}`",
+            bus_hint="also check the USB cable, the arm's power supply and the device's permissions",
+            recalibrate_hint=f"`lerobot-calibrate` (robot id {cfg.robot_id}) or point calibration_dir/robot_id at the "
+            f"right file",
         )
-        robot = SOFollower(robot_config)
-        try:
-            robot.connect(calibrate=False)  # never the interactive calibration
-        except Exception as exc:
-            _quiet_disconnect(robot)
-            detail = " ".join(str(exc).split())
-            raise BackendError(
-                f"cannot open the SO100 bus on {cfg.port}: {detail} (also check the USB cable, the arm's power "
-                f"supply and the device's permissions)"
-            ) from exc
-        try:
-            calibrated = robot.is_calibrated
-        except Exception as exc:
-            _quiet_disconnect(robot)
-            raise BackendError(f"cannot read the motors' calibration on {cfg.port}: {exc}") from exc
-        if not calibrated:
-            _quiet_disconnect(robot)
-            raise BackendError(
-                f"the motors' calibration differs from {calibration}; recalibrate with `lerobot-calibrate` "
-                f"(robot id {cfg.robot_id}) or point calibration_dir/robot_id at the right file"
-            )
-        self.robot = robot
-        log.info("connected to the SO follower on %s with calibration %s", cfg.port, calibration)
+        log.info("connected to the SO follower on %s with calibration %s", cfg.port, self.robot.calibration_fpath)
 
     def read(self) -> JointReading:
         if not self.connected:
@@ -176,11 +147,70 @@ class LeRobotBackend(Backend):
 
     def close(self) -> None:
         if self.robot is not None:
-            _quiet_disconnect(self.robot)
+            quiet_disconnect(self.robot)
             self.robot = None
 
 
-def _quiet_disconnect(robot) -> None:
+def lerobot_follower(config: LeRobotConfig, calibration_dir: Path) -> object:
+    """LeRobot's SO100/SO101 follower robot for ``config`` (not connected)."""
+    from lerobot.robots.so_follower import SOFollower, SOFollowerRobotConfig
+
+    return SOFollower(
+        SOFollowerRobotConfig(
+            port=config.port,
+            id=config.robot_id,
+            calibration_dir=calibration_dir,
+            use_degrees=True,
+            disable_torque_on_disconnect=config.disable_torque_on_close,
+            num_read_retries=config.num_read_retries,
+        )
+    )
+
+
+def connect_feetech(
+    calibration_file: Callable[[], Path],
+    make_device: Callable[[Path], object],
+    port: str,
+    *,
+    who: str,
+    calibrate_hint: str,
+    bus_hint: str,
+    recalibrate_hint: str,
+) -> object:
+    """A LeRobot Feetech device (follower or leader arm) built by ``make_device(<calibration file's folder>)`` and
+    connected without the interactive calibration; BackendError saying what failed and what to check.
+
+    The calibration file must exist and match the motors; on any failure the device's port is released. ``who``
+    ("" or "leader ") names the device in the errors; the hints say how to calibrate it, what to check when its bus
+    does not open and how to recalibrate or point at the right calibration file.
+    """
+    try:
+        calibration = calibration_file()
+        if not calibration.is_file():
+            raise BackendError(f"no {who}calibration file {calibration}; {calibrate_hint}")
+        device = make_device(calibration.parent)
+    except ImportError as exc:
+        raise BackendError(f"{NEEDS_LEROBOT}: {exc}") from exc
+    try:
+        device.connect(calibrate=False)  # never the interactive calibration
+    except Exception as exc:
+        quiet_disconnect(device)
+        detail = " ".join(str(exc).split())
+        raise BackendError(f"cannot open the SO100 {who}bus on {port}: {detail} ({bus_hint})") from exc
+    try:
+        calibrated = device.is_calibrated
+    except Exception as exc:
+        quiet_disconnect(device)
+        raise BackendError(f"cannot read the {who}motors' calibration on {port}: {exc}") from exc
+    if not calibrated:
+        quiet_disconnect(device)
+        raise BackendError(
+            f"the {who}motors' calibration differs from {calibration}; recalibrate with {recalibrate_hint}"
+        )
+    return device
+
+
+def quiet_disconnect(robot) -> None:
     """Disconnect, and at least close the serial port when the bus does not answer."""
     try:
         if robot.bus.is_connected:

@@ -151,7 +151,6 @@ class RecorderNode(Node):
         else:
             self.episodes = EpisodeRecorder(config)
             self.create_timer(float(p["discovery_period"]), self._discover)
-        self.subscribed: dict[str, str] = {}  # topic -> type
         self.subscriptions_by_topic: dict[str, object] = {}
         self.delivery = DeliveryTracker()
         self._last_stamp: dict[str, int] = {}
@@ -194,9 +193,13 @@ class RecorderNode(Node):
         if not writable:
             self.get_logger().error(f"output_dir {folder} is not writable; episodes will fail to start")
 
+    def _unsubscribed(self) -> list[str]:
+        """Configured topics not subscribed yet (rosbags backend; the marker topics are written, not subscribed)."""
+        return [t for t in self.wanted if t not in self.subscriptions_by_topic and t not in self.episodes.marker_topics]
+
     def _discover(self) -> None:
         """Subscribe to configured topics that appeared on the graph (rosbags backend)."""
-        missing = [t for t in self.wanted if t not in self.subscribed and t not in self.episodes.marker_topics]
+        missing = self._unsubscribed()
         if not missing:
             return
         types = dict(self.get_topic_names_and_types())
@@ -227,7 +230,6 @@ class RecorderNode(Node):
             self.subscriptions_by_topic[topic] = self.create_subscription(
                 cls, topic, functools.partial(self._on_message, topic), qos, raw=True, event_callbacks=events
             )
-            self.subscribed[topic] = msgtype
             self.get_logger().info(
                 f"recording {topic} ({msgtype}, {'reliable' if reliable else 'best effort'}"
                 f"{', transient local' if latched else ''})"
@@ -268,7 +270,7 @@ class RecorderNode(Node):
 
     def _on_lost(self, topic: str, info) -> None:
         """The middleware's report of messages that will never arrive (the publisher dropped them)."""
-        self.dds_lost[topic] = self.dds_lost.get(topic, 0) + int(info.total_count_change)
+        self.dds_lost[topic] += int(info.total_count_change)
 
     def _on_task(self, msg: String) -> None:
         self.current_task = msg.data.strip()
@@ -365,7 +367,7 @@ class RecorderNode(Node):
                 queue_mb=writer.queue_bytes / 2**20,
                 written_mb=sum(c.bytes for c in writer.counters.values()) / 2**20,
             )
-            dropped = sum(c.dropped + c.lost for c in writer.counters.values())
+            dropped = sum(c.unwritten for c in writer.counters.values())
             values["dropped"] = dropped
             if dropped > self._drops_logged:
                 level, message = DiagnosticStatus.WARN, f"{message}: {dropped} messages dropped"
@@ -376,17 +378,16 @@ class RecorderNode(Node):
                 self._drops_logged = dropped
             for topic, c in writer.counters.items():
                 values[f"{topic} written"] = c.written
-                if c.dropped or c.lost:
-                    values[f"{topic} dropped"] = c.dropped + c.lost
+                if c.unwritten:
+                    values[f"{topic} dropped"] = c.unwritten
         for topic in self.wanted:
-            if topic in self.subscribed:
+            if topic in self.subscriptions_by_topic:
                 values[f"{topic} rate_hz"] = (received.get(topic, 0) - base_counts.get(topic, 0)) / span
             if self.delivery.missed.get(topic) or self.dds_lost.get(topic):
                 values[f"{topic} missed"] = self.delivery.missed.get(topic, 0)
                 values[f"{topic} lost_by_middleware"] = self.dds_lost.get(topic, 0)
         if self.backend == "rosbags":
-            waiting = [t for t in self.wanted if t not in self.subscribed and t not in self.episodes.marker_topics]
-            values["topics_waiting"] = ", ".join(waiting) or "none"
+            values["topics_waiting"] = ", ".join(self._unsubscribed()) or "none"
         try:
             values["disk_free_mb"] = disk_free(self.episodes.output_dir) / 2**20
         except OSError:

@@ -35,8 +35,8 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from rclpy.time import Time
@@ -79,8 +79,7 @@ class So100LeaderTeleopNode(Node):
         if p["lookahead"] <= 0 or p["diagnostics_period"] <= 0:
             raise ValueError("lookahead and diagnostics_period must be > 0 s")
         self.lookahead = float(p["lookahead"])
-        ahead_ns = round(self.lookahead * 1e9)
-        self.ahead = Duration(sec=ahead_ns // 1_000_000_000, nanosec=ahead_ns % 1_000_000_000)
+        self.ahead = Duration(nanoseconds=round(self.lookahead * 1e9)).to_msg()
         self.publish_trajectory = bool(p["publish_trajectory"])
         self.arm = arm or LeaderArm(
             LeaderConfig(
@@ -139,16 +138,17 @@ class So100LeaderTeleopNode(Node):
 
     def _publish_diagnostics(self) -> None:
         link = self.link
+        connection = link.status
         level = DiagnosticStatus.OK if link.connected else DiagnosticStatus.ERROR
         values = {
-            "connection": link.status,
+            "connection": connection,
             "port": self.arm.config.port,
             "readings": link.readings,
             "read_rate_hz": self.read_rate.rate(time.monotonic()),
             "read_failures": link.total_read_failures,
             "commanding": str(self.publish_trajectory).lower(),
         }
-        status = diagnostic_status(f"{self.get_name()}: leader arm", self.arm.name, level, link.status, values)
+        status = diagnostic_status(f"{self.get_name()}: leader arm", self.arm.name, level, connection, values)
         msg = DiagnosticArray()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.status = [status]

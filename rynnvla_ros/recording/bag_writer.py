@@ -110,6 +110,11 @@ class TopicCounters:
     """Queued or offered after the writer failed, never written."""
     bytes: int = 0
 
+    @property
+    def unwritten(self) -> int:
+        """Messages that will never be in the bag: dropped or lost."""
+        return self.dropped + self.lost
+
 
 @dataclass
 class WriteSummary:
@@ -127,7 +132,7 @@ class WriteSummary:
 
     @property
     def dropped(self) -> int:
-        return sum(c.dropped + c.lost for c in self.counters.values())
+        return sum(c.unwritten for c in self.counters.values())
 
     @property
     def bytes(self) -> int:
@@ -171,7 +176,6 @@ class BagWriter:
         self.free_space = free_space
         self.counters: dict[str, TopicCounters] = {}
         self.error: str | None = None
-        self.closed = False
         self._specs: dict[str, TopicSpec] = {}
         self._connections: dict[str, object] = {}
         self._writer: Writer | None = None
@@ -269,6 +273,11 @@ class BagWriter:
         return self.write(topic, time_ns, bytes(self.store.serialize_cdr(msg, self._specs[topic].msgtype)), force)
 
     @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has returned."""
+        return self._summary is not None
+
+    @property
     def queue_depth(self) -> int:
         """Messages waiting for the writer thread."""
         return len(self._queue)
@@ -317,7 +326,7 @@ class BagWriter:
                 connection = self._connections.get(topic) or self._connect(topic)
                 self._writer.write(connection, time_ns, data)
             except Exception as exc:  # disk full, size limit, I/O error: stop writing, keep the reason
-                self._fail(describe_os_error(exc, f"writing {self.path} failed"), lost=1, topic=topic)
+                self._fail(describe_os_error(exc, f"writing {self.path} failed"), topic=topic)
                 return
             counters.written += 1
             counters.bytes += len(data)
@@ -340,11 +349,12 @@ class BagWriter:
         self._connections[topic] = connection
         return connection
 
-    def _fail(self, message: str, lost: int = 0, topic: str | None = None) -> None:
+    def _fail(self, message: str, topic: str | None = None) -> None:
+        """Stop writing with ``message``; what is queued (and the message of ``topic`` being written) is lost."""
         with self._cond:
             self.error = self.error or message
             if topic is not None:
-                self.counters[topic].lost += lost
+                self.counters[topic].lost += 1
             while self._queue:
                 t, _, data = self._queue.popleft()
                 self._queued_bytes -= len(data)
@@ -371,6 +381,5 @@ class BagWriter:
                 self._fail(f"writing {self.path} did not finish within {timeout:g} s; the bag may be incomplete")
                 self._thread.join(timeout)
         readable = self._readable and not (self._thread is not None and self._thread.is_alive())
-        self.closed = True
         self._summary = WriteSummary(self.path, dict(self.counters), self.error, readable)
         return self._summary

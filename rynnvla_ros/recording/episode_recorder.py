@@ -23,6 +23,7 @@ from pathlib import Path
 from rosbags.typesys.store import Typestore
 
 from rynnvla_ros import topics
+from rynnvla_ros.dataset.episodes import STRING
 from rynnvla_ros.dataset.types import base_typestore
 from rynnvla_ros.recording.bag_writer import (
     LATCHED_QOS,
@@ -35,7 +36,6 @@ from rynnvla_ros.recording.bag_writer import (
     disk_free,
 )
 
-STRING = "std_msgs/msg/String"
 MB = 2**20
 
 
@@ -100,7 +100,7 @@ class EpisodeResult:
             if not s.readable:
                 text += " (the bag could not be closed properly and may be unreadable)"
         if s.dropped:
-            drops = ", ".join(f"{t} {c.dropped + c.lost}" for t, c in s.counters.items() if c.dropped + c.lost)
+            drops = ", ".join(f"{t} {c.unwritten}" for t, c in s.counters.items() if c.unwritten)
             text += f"; {s.dropped} messages dropped ({drops})"
         if s.error:
             text += f"; error: {s.error}"
@@ -117,8 +117,75 @@ def bag_path(output_dir: Path, prefix: str, index: int, start_ns: int) -> Path:
     return path
 
 
-class EpisodeRecorder:
-    """Starts, stops and discards episodes; see the module docstring. Thread-safe."""
+class Episodes:
+    """What both recording backends share: numbered episodes, one bag each, and deleting discarded bags.
+
+    Subclasses implement ``start`` and ``_finish(command)`` (``"stop"`` or ``"discard"``).
+    """
+
+    def __init__(self, config: RecorderConfig, clock: Callable[[], int]) -> None:
+        self.config = config
+        self.output_dir = Path(config.output_dir).expanduser()
+        self.clock = clock
+        self.episodes = 0
+        self._info: EpisodeInfo | None = None
+
+    @property
+    def recording(self) -> bool:
+        return self._info is not None
+
+    @property
+    def current(self) -> EpisodeInfo | None:
+        """The episode being recorded, if any."""
+        return self._info
+
+    def stop(self) -> EpisodeResult:
+        """End the episode and keep its bag (closed, ``stop`` last); RecordingError when none is recording."""
+        return self._finish("stop")
+
+    def discard(self) -> EpisodeResult:
+        """End the episode and delete its bag; RecordingError when none is recording."""
+        return self._finish("discard")
+
+    def close(self) -> EpisodeResult | None:
+        """Stop the episode being recorded, if any (shutdown)."""
+        return self._finish("stop") if self.recording else None
+
+    def _finish(self, command: str) -> EpisodeResult:
+        raise NotImplementedError
+
+    def _next_episode(self, task: str) -> EpisodeInfo:
+        """The episode a start with ``task`` opens (task stripped, a new bag path in output_dir, which is created,
+        starting now); RecordingError when the task is empty, one is recording or output_dir cannot be created."""
+        task = task.strip()
+        if not task:
+            raise RecordingError("no task text: give one to start the episode (or set the recorder's task)")
+        if self._info is not None:
+            raise RecordingError(
+                f"episode {self._info.index} is already recording to {self._info.path}; stop or discard it first"
+            )
+        try:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RecordingError(describe_os_error(exc, f"cannot create output_dir {self.output_dir}")) from exc
+        start_ns = self.clock()
+        path = bag_path(self.output_dir, self.config.prefix, self.episodes, start_ns)
+        return EpisodeInfo(self.episodes, task, path, start_ns)
+
+    @staticmethod
+    def _delete_discarded(result: EpisodeResult) -> None:
+        """Delete a discarded episode's bag; when that fails the bag is kept and the result says why."""
+        path = result.info.path
+        try:
+            if path.exists():
+                shutil.rmtree(path)
+        except OSError as exc:
+            result.kept = True
+            result.notes.append(describe_os_error(exc, f"could not delete the discarded bag {path}"))
+
+
+class EpisodeRecorder(Episodes):
+    """Starts, stops and discards episodes written in this process; see the module docstring. Thread-safe."""
 
     def __init__(
         self,
@@ -128,30 +195,18 @@ class EpisodeRecorder:
         clock: Callable[[], int] = time.time_ns,
         free_space: Callable[[Path], int] = disk_free,
     ) -> None:
-        self.config = config
-        self.output_dir = Path(config.output_dir).expanduser()
+        super().__init__(config, clock)
         self.store = typestore or base_typestore()
-        self.clock, self.free_space = clock, free_space
+        self.free_space = free_space
         self.topics: dict[str, TopicSpec] = {}
-        self.episodes = 0
         self.ignored_before_start = 0
         self._writer: BagWriter | None = None
-        self._info: EpisodeInfo | None = None
         self._lock = threading.Lock()
 
     @property
     def marker_topics(self) -> tuple[str, str]:
         """The episode and task topics, which the recorder writes itself."""
         return self.config.episode_topic, self.config.task_topic
-
-    @property
-    def recording(self) -> bool:
-        return self._writer is not None
-
-    @property
-    def current(self) -> EpisodeInfo | None:
-        """The episode being recorded, if any."""
-        return self._info
 
     @property
     def writer(self) -> BagWriter | None:
@@ -173,30 +228,18 @@ class EpisodeRecorder:
     def start(self, task: str) -> EpisodeInfo:
         """Open a new episode's bag with ``task``; RecordingError when one is open, the task is empty or the bag
         cannot be created."""
-        task = task.strip()
-        if not task:
-            raise RecordingError("no task text: give one to start the episode (or set the recorder's task)")
         with self._lock:
-            if self._info is not None:
-                raise RecordingError(
-                    f"episode {self._info.index} is already recording to {self._info.path}; stop or discard it first"
-                )
-            try:
-                self.output_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise RecordingError(describe_os_error(exc, f"cannot create output_dir {self.output_dir}")) from exc
-            start_ns = self.clock()
-            path = bag_path(self.output_dir, self.config.prefix, self.episodes, start_ns)
+            info = self._next_episode(task)
             writer = BagWriter(
-                path,
+                info.path,
                 storage=self.config.storage,
                 max_queue=self.config.max_queue,
                 max_queue_bytes=int(self.config.max_queue_mb * MB),
                 min_free_bytes=int(self.config.min_free_mb * MB),
                 typestore=self.store,
                 metadata={
-                    "rynnvla.task": task,
-                    "rynnvla.episode": str(self.episodes),
+                    "rynnvla.task": info.task,
+                    "rynnvla.episode": str(info.index),
                     "rynnvla.episode_topic": self.config.episode_topic,
                     "rynnvla.task_topic": self.config.task_topic,
                 },
@@ -206,16 +249,16 @@ class EpisodeRecorder:
             String = self.store.types[STRING]
             for topic in self.marker_topics:
                 writer.add_topic(TopicSpec(topic, STRING, (LATCHED_QOS,)))
-            writer.serialize_and_write(self.config.task_topic, start_ns, String(data=task), force=True)
-            writer.serialize_and_write(self.config.episode_topic, start_ns, String(data=f"start:{task}"), force=True)
+            writer.serialize_and_write(self.config.task_topic, info.start_ns, String(data=info.task), force=True)
+            start = String(data=f"start:{info.task}")
+            writer.serialize_and_write(self.config.episode_topic, info.start_ns, start, force=True)
             for spec in self.topics.values():
                 writer.add_topic(spec)
             writer.start()
-            self._info = EpisodeInfo(self.episodes, task, path, start_ns)
-            self._writer = writer
+            self._info, self._writer = info, writer
             self.episodes += 1
             self.ignored_before_start = 0
-            return self._info
+            return info
 
     def offer(self, topic: str, time_ns: int, data: bytes) -> bool:
         """Queue a message of a topic given to :meth:`set_topic` if an episode is recording and it was received after
@@ -229,19 +272,8 @@ class EpisodeRecorder:
                 return False
             return writer.write(topic, time_ns, data)
 
-    def stop(self) -> EpisodeResult:
-        """Write ``stop`` and close the episode's bag (kept); RecordingError when none is recording."""
-        return self._finish("stop")
-
-    def discard(self) -> EpisodeResult:
-        """Close the episode's bag and delete it; RecordingError when none is recording."""
-        return self._finish("discard")
-
-    def close(self) -> EpisodeResult | None:
-        """Stop the episode being recorded, if any (shutdown)."""
-        return self._finish("stop") if self.recording else None
-
     def _finish(self, command: str) -> EpisodeResult:
+        """Write ``command`` (stop or discard) last and close the bag; a discarded bag is deleted."""
         with self._lock:
             writer, info = self._writer, self._info
             if writer is None:
@@ -250,13 +282,9 @@ class EpisodeRecorder:
             end_ns = max(self.clock(), info.start_ns)
             ignored = self.ignored_before_start
             marker = self.store.types[STRING](data=command)
-            writer.write(self.config.episode_topic, end_ns, bytes(self.store.serialize_cdr(marker, STRING)), force=True)
+            writer.serialize_and_write(self.config.episode_topic, end_ns, marker, force=True)
         summary = writer.close()
         result = EpisodeResult(info, end_ns, summary, kept=command == "stop", ignored_before_start=ignored)
         if command == "discard":
-            try:
-                shutil.rmtree(info.path)
-            except OSError as exc:
-                result.kept = True
-                result.notes.append(describe_os_error(exc, f"could not delete the discarded bag {info.path}"))
+            self._delete_discarded(result)
         return result

@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from rynnvla_ros.recording.bag_writer import RecordingError, TopicCounters, WriteSummary, describe_os_error
-from rynnvla_ros.recording.episode_recorder import EpisodeInfo, EpisodeResult, RecorderConfig, bag_path
+from rynnvla_ros.recording.episode_recorder import EpisodeInfo, EpisodeResult, Episodes, RecorderConfig
 
 
 def ros2bag_unavailable(timeout: float = 20.0) -> str | None:
@@ -63,7 +63,7 @@ def summarize_bag(path: Path, error: str | None = None) -> WriteSummary:
     return WriteSummary(Path(path), counters, error)
 
 
-class Ros2BagEpisodes:
+class Ros2BagEpisodes(Episodes):
     """Episodes recorded by ``ros2 bag record`` subprocesses; see the module docstring."""
 
     def __init__(
@@ -75,21 +75,11 @@ class Ros2BagEpisodes:
         stop_timeout: float = 15.0,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
-        self.config, self.topics = config, list(topics)
-        self.output_dir = Path(config.output_dir).expanduser()
-        self.startup_timeout, self.stop_timeout, self.clock = startup_timeout, stop_timeout, clock
-        self.episodes = 0
-        self._info: EpisodeInfo | None = None
+        super().__init__(config, clock)
+        self.topics = list(topics)
+        self.startup_timeout, self.stop_timeout = startup_timeout, stop_timeout
         self._proc: subprocess.Popen | None = None
         self._log = None
-
-    @property
-    def recording(self) -> bool:
-        return self._info is not None
-
-    @property
-    def current(self) -> EpisodeInfo | None:
-        return self._info
 
     @property
     def alive(self) -> bool:
@@ -99,22 +89,10 @@ class Ros2BagEpisodes:
     def start(self, task: str, ready: Callable[[], bool]) -> EpisodeInfo:
         """Start ``ros2 bag record`` for a new episode and wait until ``ready()`` (it subscribed); RecordingError
         when it cannot start, exits, or is not ready in time."""
-        task = task.strip()
-        if not task:
-            raise RecordingError("no task text: give one to start the episode (or set the recorder's task)")
-        if self._info is not None:
-            raise RecordingError(
-                f"episode {self._info.index} is already recording to {self._info.path}; stop or discard it first"
-            )
-        try:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise RecordingError(describe_os_error(exc, f"cannot create output_dir {self.output_dir}")) from exc
-        start_ns = self.clock()
-        path = bag_path(self.output_dir, self.config.prefix, self.episodes, start_ns)
-        log_path = path.with_name(path.name + ".ros2bag.log")
-        metadata = {"rynnvla.task": task, "rynnvla.episode": str(self.episodes)}
-        cmd = record_command(path, self.topics, self.config.storage, metadata)
+        info = self._next_episode(task)
+        log_path = info.path.with_name(info.path.name + ".ros2bag.log")
+        metadata = {"rynnvla.task": info.task, "rynnvla.episode": str(info.index)}
+        cmd = record_command(info.path, self.topics, self.config.storage, metadata)
         try:
             self._log = log_path.open("w", encoding="utf-8")
             self._proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -123,54 +101,38 @@ class Ros2BagEpisodes:
             raise RecordingError(describe_os_error(exc, "cannot start `ros2 bag record`")) from exc
         deadline = time.monotonic() + self.startup_timeout
         while not ready():
-            if self._proc.poll() is not None or time.monotonic() > deadline:
-                exited = self._proc.poll() is not None
+            exited = self._proc.poll() is not None
+            if exited or time.monotonic() > deadline:
                 why = "exited" if exited else f"did not subscribe within {self.startup_timeout:g} s"
                 self._end_process()
                 raise RecordingError(f"`ros2 bag record` {why}: {_tail(log_path)}")
             time.sleep(0.05)
-        self._info = EpisodeInfo(self.episodes, task, path, start_ns)
+        self._info = info
         self.episodes += 1
-        return self._info
+        return info
 
-    def stop(self) -> EpisodeResult:
-        """End the process (the bag is closed by rosbag2); RecordingError when none is recording."""
-        return self._finish(discard=False)
-
-    def discard(self) -> EpisodeResult:
-        """End the process and delete the bag; RecordingError when none is recording."""
-        return self._finish(discard=True)
-
-    def close(self) -> EpisodeResult | None:
-        """Stop the episode being recorded, if any (shutdown)."""
-        return self._finish(discard=False) if self.recording else None
-
-    def _finish(self, discard: bool) -> EpisodeResult:
+    def _finish(self, command: str) -> EpisodeResult:
+        """End the process (rosbag2 closes the bag on SIGINT); a discarded bag is deleted."""
         info = self._info
         if info is None:
-            raise RecordingError(f"no episode is recording (nothing to {'discard' if discard else 'stop'})")
+            raise RecordingError(f"no episode is recording (nothing to {command})")
         self._info = None
         end_ns = self.clock()
         code = self._end_process()
         error = None if code in (0, -signal.SIGINT) else f"`ros2 bag record` exited with status {code}"
-        result = EpisodeResult(info, end_ns, summarize_bag(info.path, error), kept=not discard)
-        if discard:
-            try:
-                if info.path.exists():
-                    shutil.rmtree(info.path)
-            except OSError as exc:
-                result.kept = True
-                result.notes.append(describe_os_error(exc, f"could not delete the discarded bag {info.path}"))
+        result = EpisodeResult(info, end_ns, summarize_bag(info.path, error), kept=command == "stop")
+        if command == "discard":
+            self._delete_discarded(result)
         return result
 
     def _end_process(self) -> int | None:
+        """SIGINT, then SIGTERM, then SIGKILL, each given ``stop_timeout`` s; the exit status (None if it never
+        ended)."""
         proc, self._proc = self._proc, None
         code = None
         if proc is not None:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-            for sig in (None, signal.SIGTERM, signal.SIGKILL):
-                if sig is not None and proc.poll() is None:
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+                if proc.poll() is None:
                     proc.send_signal(sig)
                 try:
                     code = proc.wait(timeout=self.stop_timeout)
