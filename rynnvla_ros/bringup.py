@@ -28,7 +28,7 @@ def share_dir() -> Path:
     from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
 
     try:
-        return Path(get_package_share_directory("rynnvla_ros"))
+        return Path(get_package_share_directory(PACKAGE))
     except PackageNotFoundError:
         raise RuntimeError(
             "rynnvla_ros is not on the ament index (AMENT_PREFIX_PATH); run `make venv` or source the workspace"
@@ -72,8 +72,7 @@ def node_options(profile: Profile, spec: NodeSpec, values: dict[str, str], confi
         cli += ["--params-file", str(path)]
     for src, dst in spec.remappings:
         cli += ["-r", f"{src}:={dst}"]
-    overrides = [Parameter(p, value=profile.arg(a).convert(values[a])) for p, a in spec.params]
-    overrides += [Parameter(p, value=compute()) for p, compute in spec.computed]
+    overrides = [Parameter(name, value=value) for name, value in profile.parameters(spec, values).items()]
     return {"cli_args": cli, "parameter_overrides": overrides}
 
 
@@ -119,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rclpy.init(args=[])
     nodes = []
     active = profile.active_nodes(values)
+    own = [s for s in active if s.package == PACKAGE]
     for spec in active:
         if spec.package != PACKAGE:
             print(
@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
     children: list[subprocess.Popen] = []
     try:
-        for spec in (s for s in active if s.package == PACKAGE):
+        for spec in own:
             cls = node_class(spec.executable)
             options = node_options(profile, spec, values, config_dir)
             if getattr(cls, "OWN_PROCESS", False):
@@ -153,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     changed = [f"{a.name}:={values[a.name]}" for a in profile.args if values[a.name] != a.default]
     print(
-        f"rynnvla-bringup {profile.name}: running {', '.join(s.name for s in active if s.package == PACKAGE)}"
+        f"rynnvla-bringup {profile.name}: running {', '.join(s.name for s in own)}"
         + (f" ({' '.join(changed)})" if changed else ""),
         flush=True,
     )

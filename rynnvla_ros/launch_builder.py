@@ -15,8 +15,7 @@ from rynnvla_ros.profiles import PACKAGE, NodeSpec, Profile, get_profile
 def node_parameters(profile: Profile, spec: NodeSpec, values: dict[str, str], config_dir: str) -> list:
     """``parameters`` of a launch_ros Node: the node's YAML, then the values of its arguments and computed ones."""
     parameters: list = [os.path.join(config_dir, spec.params_file)] if spec.params_file else []
-    typed = {param: profile.arg(arg).convert(values[arg]) for param, arg in spec.params}
-    typed.update({param: compute() for param, compute in spec.computed})
+    typed = profile.parameters(spec, values)
     if typed:
         parameters.append(typed)
     return parameters

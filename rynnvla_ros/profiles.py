@@ -121,6 +121,12 @@ class Profile:
         """The nodes whose condition holds for resolved ``values``."""
         return [n for n in self.nodes if n.when is None or n.when.holds(values)]
 
+    def parameters(self, spec: NodeSpec, values: dict[str, str]) -> dict[str, Any]:
+        """Typed values of ``spec``'s argument-driven parameters (from resolved ``values``), then its computed ones."""
+        typed = {param: self.arg(arg).convert(values[arg]) for param, arg in spec.params}
+        typed.update({param: compute() for param, compute in spec.computed})
+        return typed
+
 
 def _camera(name: str, device_arg: str, image: str, info: str, when: When) -> NodeSpec:
     return NodeSpec(

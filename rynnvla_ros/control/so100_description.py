@@ -179,12 +179,29 @@ def axis_angle_matrix(axis: np.ndarray, angle: float) -> np.ndarray:
     return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
 
 
+def joint_transform(joint: UrdfJoint, position: float = 0.0) -> np.ndarray:
+    """4x4 pose of ``joint``'s child link in its parent link at joint position ``position`` (rad or m)."""
+    t = np.eye(4)
+    t[:3, :3] = rpy_to_matrix(joint.rpy)
+    t[:3, 3] = joint.xyz
+    if joint.type in ("revolute", "continuous"):
+        t[:3, :3] = t[:3, :3] @ axis_angle_matrix(joint.axis, position)
+    elif joint.type == "prismatic":
+        t[:3, 3] += t[:3, :3] @ (joint.axis / np.linalg.norm(joint.axis) * position)
+    return t
+
+
+def joint_values(q: dict[str, float] | np.ndarray) -> dict[str, float]:
+    """Joint positions by name: ``q`` itself when it is a dict, else a vector in JOINT_NAMES order."""
+    return q if isinstance(q, dict) else dict(zip(JOINT_NAMES, np.asarray(q, dtype=float), strict=True))
+
+
 def forward_kinematics(
     q: dict[str, float] | np.ndarray, joints: dict[str, UrdfJoint] | None = None, root: str = BASE_LINK
 ) -> dict[str, np.ndarray]:
     """4x4 pose of every link in the frame of ``root`` for joint positions ``q`` (by name, or in JOINT_NAMES order)."""
     joints = urdf_joints() if joints is None else joints
-    values = dict(zip(JOINT_NAMES, np.asarray(q, dtype=float), strict=True)) if not isinstance(q, dict) else q
+    values = joint_values(q)
     by_parent: dict[str, list[UrdfJoint]] = {}
     for j in joints.values():
         by_parent.setdefault(j.parent, []).append(j)
@@ -193,17 +210,6 @@ def forward_kinematics(
     while stack:
         link = stack.pop()
         for j in by_parent.get(link, []):
-            t = np.eye(4)
-            t[:3, :3] = rpy_to_matrix(j.rpy)
-            t[:3, 3] = j.xyz
-            if j.type in ("revolute", "continuous"):
-                motion = np.eye(4)
-                motion[:3, :3] = axis_angle_matrix(j.axis, values.get(j.name, 0.0))
-                t = t @ motion
-            elif j.type == "prismatic":
-                motion = np.eye(4)
-                motion[:3, 3] = j.axis / np.linalg.norm(j.axis) * values.get(j.name, 0.0)
-                t = t @ motion
-            poses[j.child] = poses[link] @ t
+            poses[j.child] = poses[link] @ joint_transform(j, values.get(j.name, 0.0))
             stack.append(j.child)
     return poses

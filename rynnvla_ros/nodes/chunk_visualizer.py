@@ -44,7 +44,7 @@ from rynnvla_ros.inference.observation import Rejections
 from rynnvla_ros.msg import ActionChunk
 from rynnvla_ros.nodes.model_common import stamp_ns, to_stamp
 from rynnvla_ros.viewing.kinematics import joint_positions_by_name
-from rynnvla_ros.viewing.planned_path import Plan, path_colors, plan_chunk
+from rynnvla_ros.viewing.planned_path import FRAME, Plan, path_colors, plan_chunk
 
 STATE_SPAN = 2 * NS  # joint states kept to find the one nearest a chunk's stamp
 
@@ -54,7 +54,7 @@ class ChunkVisualizerNode(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__("chunk_visualizer", **kwargs)
-        self.frame_id = str(self.declare_parameter("frame_id", "base_link").value)
+        self.frame_id = str(self.declare_parameter("frame_id", FRAME).value)
         max_rate = float(self.declare_parameter("max_rate", 10.0).value)
         self.hold_time = float(self.declare_parameter("hold_time", 1.0).value)
         self.line_width = float(self.declare_parameter("line_width", 0.004).value)
@@ -108,8 +108,7 @@ class ChunkVisualizerNode(Node):
 
     def markers(self, plan: Plan) -> MarkerArray:
         """The MarkerArray of a plan."""
-        # RViz counts the lifetime from when it receives the markers: until the last step is due, then hold_time
-        life = max(0.1, (int(plan.times[-1]) - self.get_clock().now().nanoseconds) / NS + self.hold_time)
+        life = plan.lifetime(self.get_clock().now().nanoseconds, self.hold_time)
         lifetime = Duration(sec=int(life), nanosec=int((life % 1) * 1e9))
         colors = path_colors(len(plan.gripper), plan.dry_run)
 

@@ -44,20 +44,20 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 
+from rynnvla_ros import topics
 from rynnvla_ros.control import so100_description as desc
 from rynnvla_ros.inference.chunks import Chunk, ChunkError
-from rynnvla_ros.inference.history import NS
 from rynnvla_ros.inference.observation import Rejections
 from rynnvla_ros.msg import ActionChunk
 from rynnvla_ros.nodes.model_common import stamp_ns
 from rynnvla_ros.viewing import foxglove_messages as fm
 from rynnvla_ros.viewing.kinematics import joint_positions_by_name, link_transforms
-from rynnvla_ros.viewing.planned_path import plan_chunk
+from rynnvla_ros.viewing.planned_path import FRAME, plan_chunk
 
 IMAGE_INPUTS = ("front/image_raw", "wrist/image_raw", "predicted/front/image_raw", "predicted/wrist/image_raw")
 TF_TOPIC = "/tf"
-ROBOT_DESCRIPTION_TOPIC = "/robot_description"
-PLANNED_PATH_TOPIC = "/rynnvla/planned_path"
+ROBOT_DESCRIPTION_TOPIC = topics.ROBOT_DESCRIPTION
+PLANNED_PATH_TOPIC = topics.PLANNED_PATH
 
 
 class _Listener(foxglove.ServerListener):
@@ -80,7 +80,7 @@ class FoxgloveViewerNode(Node):
         port = int(self.declare_parameter("port", 8765).value)
         image_rate = float(self.declare_parameter("max_image_rate", 15.0).value)
         tf_rate = float(self.declare_parameter("max_tf_rate", 30.0).value)
-        self.frame_id = str(self.declare_parameter("frame_id", desc.BASE_LINK).value)
+        self.frame_id = str(self.declare_parameter("frame_id", FRAME).value)
         self.hold_time = float(self.declare_parameter("hold_time", 1.0).value)
         if image_rate <= 0 or tf_rate <= 0 or self.hold_time < 0 or not 0 <= port < 65536:
             raise ValueError("max_image_rate and max_tf_rate must be > 0, hold_time >= 0, port in 0..65535")
@@ -201,7 +201,7 @@ class FoxgloveViewerNode(Node):
         except ChunkError as exc:
             self._reject("bad_chunk", f"chunk {msg.seq} not drawn: {exc}")
             return
-        life = max(0.1, (int(plan.times[-1]) - self.get_clock().now().nanoseconds) / NS + self.hold_time)
+        life = plan.lifetime(self.get_clock().now().nanoseconds, self.hold_time)
         self.path_channel.log(fm.planned_path_scene(plan, self.frame_id, life))
         self._count(PLANNED_PATH_TOPIC)
 

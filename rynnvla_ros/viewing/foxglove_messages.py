@@ -30,10 +30,10 @@ from foxglove.messages import (
     Vector3,
 )
 
+from rynnvla_ros.inference.history import NS
 from rynnvla_ros.viewing.kinematics import LinkTransform
 from rynnvla_ros.viewing.planned_path import Plan, path_colors
 
-NS = 1_000_000_000
 PLANNED_PATH_ENTITY = "planned_path"
 # The Foxglove 3D panel loads a URDF from a topic whose schema is std_msgs/String (as robot_state_publisher's
 # /robot_description); a JSON channel with this schema name and a "data" string is read the same way.

@@ -58,16 +58,11 @@ def joint_positions_by_name(names, positions) -> dict[str, float]:
 def link_transforms(q: dict[str, float] | np.ndarray) -> list[LinkTransform]:
     """One transform per URDF joint (parent link -> child link) for joint positions ``q`` (by name, or in
     JOINT_NAMES order); joints not given stay at 0. Fixed joints are included, so the list is the whole tree."""
-    values = q if isinstance(q, dict) else dict(zip(desc.JOINT_NAMES, np.asarray(q, dtype=float), strict=True))
+    values = desc.joint_values(q)
     out = []
     for j in desc.urdf_joints().values():
-        r = desc.rpy_to_matrix(j.rpy)
-        t = np.asarray(j.xyz, dtype=float)
-        if j.type in ("revolute", "continuous"):
-            r = r @ desc.axis_angle_matrix(j.axis, values.get(j.name, 0.0))
-        elif j.type == "prismatic":
-            t = t + r @ (j.axis / np.linalg.norm(j.axis) * values.get(j.name, 0.0))
-        out.append(LinkTransform(j.parent, j.child, t, matrix_to_quaternion(r)))
+        t = desc.joint_transform(j, values.get(j.name, 0.0))
+        out.append(LinkTransform(j.parent, j.child, t[:3, 3], matrix_to_quaternion(t[:3, :3])))
     return out
 
 

@@ -38,6 +38,11 @@ class Plan:
         """s from the first step to the last."""
         return float(self.times[-1] - self.times[0]) / NS
 
+    def lifetime(self, now: int, hold_time: float) -> float:
+        """s a drawing of the plan received at ``now`` (ns) stays: until its last step is due, then ``hold_time``
+        (at least 0.1 s; viewers count a lifetime from when they receive the drawing)."""
+        return max(0.1, (int(self.times[-1]) - now) / NS + hold_time)
+
 
 def joint_targets(chunk: Chunk, state: dict[str, float] | None) -> np.ndarray:
     """(H, 6) absolute joint targets in JOINT_NAMES order, clipped into the joint limits.

@@ -4,7 +4,8 @@ lines that name why bad chunks were rejected.
 The other faults of the list are tested where they belong: malformed, NaN, oversized and wrong-dimension chunks, a
 chunk beyond a joint limit, the e-stop and the absent Feetech bus in test_so100_controller.py; stale images in
 test_policy_node.py. Here the controller and the policy run as separate processes, started from the so100 profile
-as ``ros2 launch`` starts them (executable, parameter file, argument parameters, remappings).
+as ``rynnvla-bringup`` starts a node in its own process (executable, parameter file, argument parameters,
+remappings).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 import rclpy
 import yaml
-from conftest import node_executable, spin_until
+from conftest import spin_until
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile
@@ -24,7 +25,7 @@ from rynnvla_ros.msg import ActionChunk
 from sensor_msgs.msg import JointState
 
 from rynnvla_ros import topics
-from rynnvla_ros.bringup import share_dir
+from rynnvla_ros.bringup import child_command, node_options, share_dir
 from rynnvla_ros.control.so100_description import JOINT_NAMES
 from rynnvla_ros.profiles import get_profile
 
@@ -37,19 +38,12 @@ MAX_STEP = CONTROLLER["ros__parameters"]["max_step"]
 
 
 def launch_command(node: str, values: dict[str, str], extra: dict[str, str] | None = None) -> list[str]:
-    """The command line ``ros2 launch`` runs for node ``node`` of the so100 profile (plus ``extra`` parameters)."""
+    """The command line ``rynnvla-bringup`` runs for node ``node`` of the so100 profile (plus ``extra`` parameters,
+    given as ``-p name:=value`` text)."""
     profile = get_profile("so100")
     spec = next(n for n in profile.nodes if n.name == node)
-    cmd = [str(node_executable(spec.executable)), "--ros-args", "-r", f"__node:={spec.name}"]
-    if spec.params_file:
-        cmd += ["--params-file", str(share_dir() / "config" / spec.params_file)]
-    for param, arg in spec.params:
-        cmd += ["-p", f"{param}:={values[arg] or repr('')}"]  # an empty string must be quoted on the command line
-    for name, value in (extra or {}).items():
-        cmd += ["-p", f"{name}:={value}"]
-    for src, dst in spec.remappings:
-        cmd += ["-r", f"{src}:={dst}"]
-    return cmd
+    cmd = child_command(spec, node_options(profile, spec, values, share_dir() / "config"))
+    return cmd + [a for name, value in (extra or {}).items() for a in ("-p", f"{name}:={value}")]
 
 
 def _ns(stamp) -> int:

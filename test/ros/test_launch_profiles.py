@@ -9,18 +9,12 @@ import pytest
 import yaml
 
 from rynnvla_ros.bringup import main as bringup_main
-from rynnvla_ros.bringup import parse_overrides
+from rynnvla_ros.bringup import parse_overrides, share_dir
 from rynnvla_ros.executables import NODES
 from rynnvla_ros.profiles import PACKAGE, PROFILES, get_profile
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
-
-
-def _share() -> Path:
-    from ament_index_python.packages import get_package_share_directory
-
-    return Path(get_package_share_directory("rynnvla_ros"))
 
 
 def _profile_of(launch_file: Path) -> str:
@@ -43,13 +37,13 @@ def test_every_profile_has_a_launch_file_and_back():
 
 @pytest.mark.parametrize("launch_file", LAUNCH_FILES, ids=lambda p: p.name)
 def test_launch_file_is_installed(launch_file):
-    installed = _share() / "launch" / launch_file.name
+    installed = share_dir() / "launch" / launch_file.name
     assert installed.is_file() and installed.read_text() == launch_file.read_text()
 
 
 @pytest.mark.parametrize("profile", PROFILES.values(), ids=lambda p: p.name)
 def test_profile_names_only_existing_things(profile):
-    prefix = _share().parents[1]
+    prefix = share_dir().parents[1]
     args = {a.name for a in profile.args}
     assert len(args) == len(profile.args), "duplicate argument"
     assert len({n.name for n in profile.nodes}) == len(profile.nodes), "duplicate node name"
@@ -62,7 +56,7 @@ def test_profile_names_only_existing_things(profile):
         assert node.executable in NODES
         assert (prefix / "lib" / "rynnvla_ros" / node.executable).is_file()
         if node.params_file:
-            params = yaml.safe_load((_share() / "config" / node.params_file).read_text())
+            params = yaml.safe_load((share_dir() / "config" / node.params_file).read_text())
             assert node.name in params, f"{node.params_file} has no section for {node.name}"
         for _, arg in node.params:
             assert arg in args
@@ -75,7 +69,7 @@ def test_profile_names_only_existing_things(profile):
 def test_every_executable_is_installed_and_importable():
     from rynnvla_ros.node_runner import node_class
 
-    prefix = _share().parents[1]
+    prefix = share_dir().parents[1]
     for name in NODES:
         assert (prefix / "lib" / "rynnvla_ros" / name).is_file()
         assert node_class(name) is not None
