@@ -228,11 +228,11 @@ class LPIPS:
         else:
             full = self._from_torchvision(model, state, backbone_path)
             full.update(_load_tensors(lpips_linear_path(net, linear_weights)))
-        wanted = {k for k in model.state_dict() if not k.startswith("lins.")}  # lins.* alias lin<i>.*
+        own = model.state_dict()
+        wanted = {k for k in own if not k.startswith("lins.")}  # lins.* alias lin<i>.*
         missing = sorted(wanted - set(full))
         if missing:
             raise ValueError(f"LPIPS weights lack {missing[:6]}{' ...' if len(missing) > 6 else ''}")
-        own = model.state_dict()
         for key in wanted:
             if tuple(full[key].shape) != tuple(own[key].shape):
                 raise ValueError(

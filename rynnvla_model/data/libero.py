@@ -76,6 +76,11 @@ class LiberoConfig:
     repo_id: str | None = None
 
 
+def rotate_180(image: np.ndarray) -> np.ndarray:
+    """The image rotated by 180 degrees (both axes flipped), contiguous: LIBERO's convention for the model."""
+    return np.ascontiguousarray(np.asarray(image)[::-1, ::-1])
+
+
 def is_noop(action: np.ndarray, previous: np.ndarray | None, threshold: float = 1e-4) -> bool:
     """OpenVLA's rule: no arm motion, and (after the first step) the same gripper command as ``previous``."""
     still = float(np.linalg.norm(np.asarray(action[:-1], dtype=np.float64))) < threshold
@@ -238,7 +243,7 @@ class LiberoConverter:
         if image.ndim != 3 or image.shape[2] != 3:
             raise DemoError(f"images must be (H, W, 3) uint8, got {image.shape}")
         if self.config.flip:
-            image = image[::-1, ::-1]
+            image = rotate_180(image)
         return np.ascontiguousarray(resize_rgb(image, self.config.image_size))
 
     def _ensure_dataset(self, front_hw: tuple[int, int], wrist_hw: tuple[int, int]) -> None:

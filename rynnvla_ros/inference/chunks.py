@@ -14,11 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from rynnvla_ros.inference.history import NS
-from rynnvla_ros.inference.robot_io import RobotIO
+from rynnvla_ros.inference.robot_io import EEF_DELTA_GRIPPER, JOINT_POSITIONS, RobotIO
 
-JOINT_POSITIONS = "joint_positions"
 JOINT_DELTAS = "joint_deltas"
-EEF_DELTA_GRIPPER = "eef_delta_gripper"
 SPACES = (JOINT_POSITIONS, JOINT_DELTAS, EEF_DELTA_GRIPPER)
 
 
@@ -78,7 +76,7 @@ class Chunk:
 
     def model_action(self, row: int, io: RobotIO, q: np.ndarray | None) -> np.ndarray:
         """Row ``row`` as the model's action vector (``q``: joint state in rad, model order; needed for deltas)."""
-        if (self.space == EEF_DELTA_GRIPPER) != (not io.joint_actions):
+        if (self.space == EEF_DELTA_GRIPPER) == io.joint_actions:
             raise ChunkError(f"a {self.space} chunk does not fit the robot I/O's {io.action_space} actions")
         index = {n: i for i, n in enumerate(self.names)}
         missing = [n for n in io.chunk_names if n not in index]

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rynnvla_ros.libero.protocol import SUITES, TRIALS_PER_TASK, WAIT_STEPS, suite_protocol
+from rynnvla_ros.libero.protocol import IMAGE_SIZE, SUITES, TRIALS_PER_TASK, WAIT_STEPS, suite_protocol
 from rynnvla_ros.libero.results import (
     EpisodeRecord,
     Results,
@@ -69,7 +69,7 @@ class EvalConfig:
     world_model: bool = False
     videos: str = "first"
     device: str = "auto"
-    image_size: int = 256
+    image_size: int = IMAGE_SIZE
     fresh: bool = False
     stall_timeout: float = 600.0
     progress: bool = True
@@ -110,7 +110,7 @@ def task_count(suite: str) -> int:
 
 def want_video(choice: str, trial: int) -> bool:
     """Whether frames of this trial are recorded (``failures``: all are, the video is kept on failure)."""
-    return choice == "all" or choice == "failures" or (choice == "first" and trial == 0)
+    return choice in ("all", "failures") or (choice == "first" and trial == 0)
 
 
 # ---------------------------------------------------------------------------------------------------- the graph
@@ -437,7 +437,7 @@ def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
     parser.add_argument("--world-model", action="store_true", help="also run the world model (predicted frames)")
     parser.add_argument("--videos", choices=VIDEO_CHOICES, default="first", help="episodes that get a video")
     parser.add_argument("--device", default="auto", help="model device: auto, cpu, cuda, cuda:N")
-    parser.add_argument("--image-size", type=int, default=256, help="render size (the release: 256)")
+    parser.add_argument("--image-size", type=int, default=IMAGE_SIZE, help="render size (the release: 256)")
     parser.add_argument("--out", type=Path, required=True, help="output folder (an existing run there is resumed)")
     parser.add_argument("--fresh", action="store_true", help="ignore the results already in --out")
     parser.add_argument("--stall-timeout", type=float, default=600.0, help="s without progress before giving up")

@@ -22,10 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rynnvla_model.data.libero import STATE_NAMES
+from rynnvla_ros.inference.robot_io import EEF_DELTA_GRIPPER, JointMap, RobotIO
 
 # Chunk column names of the 7-d action (msg/ActionChunk.msg: eef_delta_gripper).
 ACTION_NAMES = ("x", "y", "z", "rx", "ry", "rz", "gripper")
-ACTION_SPACE = "eef_delta_gripper"
+ACTION_SPACE = EEF_DELTA_GRIPPER
 STATE_DIM = len(STATE_NAMES)
 ACTION_DIM = len(ACTION_NAMES)
 
@@ -80,14 +81,12 @@ def suite_protocol(name: str) -> SuiteProtocol:
         raise ValueError(f"no LIBERO protocol for suite {name!r}; suites: {', '.join(SUITES)}") from None
 
 
-def libero_robot_io(history: int = HISTORY):
+def libero_robot_io(history: int = HISTORY) -> RobotIO:
     """The robot I/O of a LIBERO checkpoint: the 8-d state by name (identity units), 7-d EEF-delta actions.
 
     Actions are published as the model predicts them (``eef_delta_gripper``); the state comes from the bridge's
     ``sensor_msgs/JointState`` whose names are :data:`STATE_NAMES`.
     """
-    from rynnvla_ros.inference.robot_io import JointMap, RobotIO
-
     return RobotIO(
         joints=tuple(JointMap(name, 1.0, 0.0, False) for name in STATE_NAMES),
         control_period=CONTROL_PERIOD,

@@ -76,21 +76,23 @@ class Results:
     def per_task(self) -> list[dict[str, Any]]:
         """One row per (suite, task): successes, trials, rate, mean steps of the successes, per-seed rates."""
         rows: dict[tuple[str, int], dict[str, Any]] = {}
+        success_steps: dict[tuple[str, int], list[int]] = {}
         for e in self.episodes:
+            key = (e.suite, e.task_id)
             row = rows.setdefault(
-                (e.suite, e.task_id),
-                {"suite": e.suite, "task_id": e.task_id, "task": e.task, "successes": 0, "trials": 0, "seeds": {}},
+                key, {"suite": e.suite, "task_id": e.task_id, "task": e.task, "successes": 0, "trials": 0, "seeds": {}}
             )
             row["successes"] += int(e.success)
             row["trials"] += 1
             per_seed = row["seeds"].setdefault(e.seed, [0, 0])
             per_seed[0] += int(e.success)
             per_seed[1] += 1
-            row.setdefault("_steps", []).extend([e.steps] if e.success else [])
+            if e.success:
+                success_steps.setdefault(key, []).append(e.steps)
         out = []
         for key in sorted(rows):
             row = rows[key]
-            steps = row.pop("_steps", [])
+            steps = success_steps.get(key, [])
             row["rate"] = row["successes"] / row["trials"]
             row["mean_success_steps"] = sum(steps) / len(steps) if steps else None
             out.append(row)

@@ -3,7 +3,8 @@
 :class:`LiberoEnv` makes one task's ``OffScreenRenderEnv`` (front ``agentview`` and wrist ``robot0_eye_in_hand``
 cameras, square renders), seeds it once, and resets to the benchmark's initial states with the dummy-action wait
 steps (rynnvla_ros/libero/protocol.py). Observations come out as the model sees them: both images rotated by 180
-degrees (unless ``flip`` is off) and the 8-d state.
+degrees (unless ``flip`` is off; :func:`rynnvla_model.data.libero.rotate_180`, as the converted demos) and the 8-d
+state.
 
 The seed: a LIBERO reset samples the placement of the fixtures from numpy's global generator, so the scene of trial
 ``i`` depends on the seed and on the ``i`` resets before it, not only on the initial state. The wrapper keeps the
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from rynnvla_model.data.libero import rotate_180
 from rynnvla_ros.libero.protocol import (
     ACTION_DIM,
     DUMMY_ACTION,
@@ -96,11 +98,6 @@ class Observation:
     """(8,) float64: eef position, axis-angle, gripper qpos."""
     raw: dict[str, Any] = field(repr=False)
     """The simulator's observation dictionary (images as rendered)."""
-
-
-def rotate_180(image: np.ndarray) -> np.ndarray:
-    """The image rotated by 180 degrees (both axes flipped), contiguous."""
-    return np.ascontiguousarray(np.asarray(image)[::-1, ::-1])
 
 
 class LiberoEnv:

@@ -48,12 +48,13 @@ def compose_frames(
     pw_stamps, pw_frames = [s for s, _ in pw], [f for _, f in pw]
     out = []
     wrist_stamps = sorted(wrist)
+    wrist_frames = [wrist[s] for s in wrist_stamps]
     for t in sorted(front):
         f = front[t]
         h = f.shape[0]
         w = wrist.get(t)
         if w is None:
-            w = _latest_at(wrist_stamps, [wrist[s] for s in wrist_stamps], t)
+            w = _latest_at(wrist_stamps, wrist_frames, t)
         panels = [f, _fit_height(w, h) if w is not None else np.zeros_like(f)]
         if with_prediction:
             for stamps, frames in ((pf_stamps, pf_frames), (pw_stamps, pw_frames)):

@@ -248,8 +248,11 @@ class LiberoBridgeNode(Node):
 
     # ------------------------------------------------------------------------------------------ simulator thread
     def _run(self) -> None:
-        handlers = {"chunk": self._execute_chunk, "repeat": lambda: self._request_chunk(repeat=True)}
-        handlers["tick"] = self._tick
+        handlers = {
+            "chunk": self._execute_chunk,
+            "repeat": lambda: self._request_chunk(repeat=True),
+            "tick": self._tick,
+        }
         try:
             while True:
                 with self._cond:

@@ -125,8 +125,9 @@ class PolicyNode(Node):
         self.seq = 0
         self._resized: set[str] = set()
         self._errors_seen = 0
-        # trigger request: the newest request whose front frame has not arrived, the one waiting in the assembler
-        # for its wrist frame or state, and the stamps already offered (repeats are ignored)
+        # trigger request (all touched from the inputs callback group only): the newest request whose front frame
+        # has not arrived, the one waiting in the assembler for its wrist frame or state, and the stamps whose
+        # observation went to the model (their repeats are ignored)
         self._request: tuple[int, str] | None = None
         self._assembling: tuple[int, str] | None = None
         self._answered: deque[int] = deque(maxlen=32)
@@ -209,15 +210,24 @@ class PolicyNode(Node):
 
     def _on_request(self, msg: ChunkRequest) -> None:
         stamp = stamp_ns(msg.header.stamp)
-        if stamp in self._answered:
-            return  # a repeated request: its chunk is being computed or was published
+        if stamp in self._answered or (self._assembling is not None and self._assembling[0] == stamp):
+            return  # a repeat: its chunk is being computed or was published, or its wrist frame or state is awaited
+        if self._request is not None and self._request[0] == stamp:
+            newest = self.assembler.front.latest()
+            seen = "none" if newest is None else f"{newest.stamp / NS:.3f} s"
+            self.get_logger().warning(
+                f"chunk request at {stamp / NS:.3f} s repeated, and no front frame stamped so has arrived (newest: "
+                f"{seen}); is another node publishing on the camera topic?",
+                throttle_duration_sec=10.0,
+            )
         self._request = (stamp, msg.task.strip() or self.task)
         self._serve_request()
 
     def _serve_request(self) -> None:
         """Offer the requested observation once its front frame is here (wrist frame and state may follow).
 
-        "now" is the request's stamp: a lock-step simulator waits for the answer, so nothing is stale.
+        "now" is the request's stamp: a lock-step simulator waits for the answer, so nothing is stale. A request
+        whose observation is refused stays unanswered, so the simulator's repeat of it is served again.
         """
         if self._request is None:
             return
@@ -226,14 +236,17 @@ class PolicyNode(Node):
         if frame is None or frame.stamp != stamp:
             return
         self._request = None
-        self._answered.append(stamp)
+        self._assembling = (stamp, task)  # before the offer: a retry of the pending observation uses it
         self._handle(*self.assembler.offer(frame, task, stamp))  # replaces an older request still waiting
-        self._assembling = (stamp, task) if self.assembler.pending else None
+        if not self.assembler.pending:
+            self._assembling = None
 
     def _handle(self, obs: Observation | None, rejected: list[Rejected]) -> None:
         for r in rejected:
             self._reject(r.key, str(r))
         if obs is not None:
+            if self.trigger == "request":
+                self._answered.append(obs.stamp)
             self.worker.submit(obs)
 
     def _now(self) -> int:
@@ -306,7 +319,8 @@ class PolicyNode(Node):
 
     # ------------------------------------------------------------------------------------------ diagnostics
     def _publish_diagnostics(self) -> None:
-        self._retry()  # refuse a front frame that waited too long for its wrist frame or joint state
+        if self.trigger == "frame":  # requested observations never age: their "now" is the request's stamp
+            self._retry()  # refuse a front frame that waited too long for its wrist frame or joint state
         errors = self.rejections.counts.get("inference_error", 0)
         rate = self.chunk_rate.rate(time.monotonic())
         if errors > self._errors_seen:

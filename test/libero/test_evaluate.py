@@ -47,7 +47,7 @@ def test_harness_writes_a_complete_report_and_resumes(tmp_path, checkpoint):
     out = tmp_path / "eval"
     cfg = EvalConfig(
         out, ["libero_goal"], checkpoint=str(checkpoint), tasks=[0], trials=2, max_steps=3, world_model=True,
-        videos="first", device="cpu", progress=False,
+        videos="first", device="cpu", progress=False, stall_timeout=180.0,  # a stall fails, not hangs the suite
     )  # fmt: skip
     results = run_evaluation(cfg)
 
