@@ -38,11 +38,11 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
-from rynnvla_ros.inference.chunks import Chunk, ChunkError
+from rynnvla_ros.inference.chunks import ChunkError
 from rynnvla_ros.inference.history import NS, StampedBuffer
 from rynnvla_ros.inference.observation import Rejections
 from rynnvla_ros.msg import ActionChunk
-from rynnvla_ros.nodes.model_common import stamp_ns, to_stamp
+from rynnvla_ros.nodes.model_common import chunk_from_msg, stamp_ns, to_stamp
 from rynnvla_ros.viewing.kinematics import joint_positions_by_name
 from rynnvla_ros.viewing.planned_path import FRAME, Plan, path_colors, plan_chunk
 
@@ -95,9 +95,7 @@ class ChunkVisualizerNode(Node):
             stamp = stamp_ns(msg.header.stamp)
             nearest = self.states.nearest(stamp)
         try:
-            chunk = Chunk.from_fields(
-                stamp, msg.names, msg.action_space, msg.dt, msg.start_step, msg.horizon, msg.dim, msg.data
-            )
+            chunk = chunk_from_msg(msg)
             plan = plan_chunk(chunk, nearest.value if nearest is not None else None, msg.dry_run)
         except ChunkError as exc:
             if self.rejections.add("bad_chunk", str(exc)):

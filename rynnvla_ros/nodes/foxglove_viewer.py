@@ -46,10 +46,10 @@ from sensor_msgs.msg import Image, JointState
 
 from rynnvla_ros import topics
 from rynnvla_ros.control import so100_description as desc
-from rynnvla_ros.inference.chunks import Chunk, ChunkError
+from rynnvla_ros.inference.chunks import ChunkError
 from rynnvla_ros.inference.observation import Rejections
 from rynnvla_ros.msg import ActionChunk
-from rynnvla_ros.nodes.model_common import stamp_ns
+from rynnvla_ros.nodes.model_common import chunk_from_msg, stamp_ns
 from rynnvla_ros.viewing import foxglove_messages as fm
 from rynnvla_ros.viewing.kinematics import joint_positions_by_name, link_transforms
 from rynnvla_ros.viewing.planned_path import FRAME, plan_chunk
@@ -187,16 +187,7 @@ class FoxgloveViewerNode(Node):
         if not self.path_channel.has_sinks():
             return
         try:
-            chunk = Chunk.from_fields(
-                stamp_ns(msg.header.stamp),
-                msg.names,
-                msg.action_space,
-                msg.dt,
-                msg.start_step,
-                msg.horizon,
-                msg.dim,
-                msg.data,
-            )
+            chunk = chunk_from_msg(msg)
             plan = plan_chunk(chunk, self._state, msg.dry_run)
         except ChunkError as exc:
             self._reject("bad_chunk", f"chunk {msg.seq} not drawn: {exc}")

@@ -78,7 +78,7 @@ from rynnvla_ros.libero.episode import NS, Episode, EpisodeRunner, Selection
 from rynnvla_ros.libero.protocol import ACTION_NAMES, ACTION_SPACE, FRONT_CAMERA, WRIST_CAMERA
 from rynnvla_ros.libero.sim import Observation
 from rynnvla_ros.msg import ActionChunk, ChunkRequest, EpisodeStatus
-from rynnvla_ros.nodes.model_common import stamp_ns, to_stamp
+from rynnvla_ros.nodes.model_common import chunk_from_msg, to_stamp
 from rynnvla_ros.srv import LiberoReset
 
 LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -191,10 +191,7 @@ class LiberoBridgeNode(Node):
 
     def _on_chunk(self, msg: ActionChunk) -> None:
         try:
-            chunk = Chunk.from_fields(
-                stamp_ns(msg.header.stamp), msg.names, msg.action_space, msg.dt, msg.start_step, msg.horizon,
-                msg.dim, msg.data,
-            )  # fmt: skip
+            chunk = chunk_from_msg(msg)
         except ChunkError as exc:
             self._reject("bad_chunk", f"action chunk rejected: {exc}")
             return

@@ -38,6 +38,7 @@ from sensor_msgs.msg import Image
 from rynnvla_model.image_tokenizer import resize
 from rynnvla_ros.control import so100_description as desc
 from rynnvla_ros.image_conversion import image_to_rgb
+from rynnvla_ros.inference.chunks import Chunk
 from rynnvla_ros.inference.history import NS
 from rynnvla_ros.inference.model_cache import ModelSpec
 from rynnvla_ros.inference.robot_io import ROBOT_IO_FILE, JointMap, RobotIO, RobotIOError
@@ -130,6 +131,13 @@ def declare_robot_io(node: Node, spec: ModelSpec) -> tuple[RobotIO, str]:
 def stamp_ns(stamp: TimeMsg) -> int:
     """A ``builtin_interfaces/Time`` as integer nanoseconds."""
     return int(stamp.sec) * NS + int(stamp.nanosec)
+
+
+def chunk_from_msg(msg) -> Chunk:
+    """The :class:`Chunk` of an ``ActionChunk`` message; ChunkError when its fields are inconsistent."""
+    return Chunk.from_fields(
+        stamp_ns(msg.header.stamp), msg.names, msg.action_space, msg.dt, msg.start_step, msg.horizon, msg.dim, msg.data
+    )
 
 
 def to_stamp(ns: int) -> TimeMsg:

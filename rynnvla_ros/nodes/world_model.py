@@ -63,6 +63,7 @@ from rynnvla_ros.inference.worker import LatestOnlyWorker
 from rynnvla_ros.msg import ActionChunk
 from rynnvla_ros.nodes.model_common import (
     SENSOR_QOS,
+    chunk_from_msg,
     declare_image_qos,
     declare_model_spec,
     declare_robot_io,
@@ -163,10 +164,7 @@ class WorldModelNode(Node):
 
     def _on_chunk(self, msg: ActionChunk) -> None:
         try:
-            chunk = Chunk.from_fields(
-                stamp_ns(msg.header.stamp), msg.names, msg.action_space, msg.dt, msg.start_step, msg.horizon,
-                msg.dim, msg.data,
-            )  # fmt: skip
+            chunk = chunk_from_msg(msg)
         except ChunkError as exc:
             self._reject("bad_chunk", f"action chunk rejected: {exc}")
             return
