@@ -1,8 +1,9 @@
 """``rynnvla-bringup PROFILE [name:=value ...]``: run a launch profile's nodes in one process.
 
-Nodes whose class sets ``OWN_PROCESS = True`` (the arm controller: its control loop must not share the Python
-interpreter with model inference) run as child processes of their installed executables, with the same name,
-parameters and remappings; the rest share one process (so the policy and world model share one model).
+Nodes whose class sets ``OWN_PROCESS = True`` (the arm controller and the LIBERO bridge: a control loop or a
+simulator must not share the Python interpreter with model inference) run as child processes of their installed
+executables, with the same name, parameters and remappings; the rest share one process (so the policy and world
+model share one model).
 
 The same declaration as ``ros2 launch rynnvla_ros PROFILE.launch.py`` (rynnvla_ros/profiles.py), for tests and for
 machines without the ``ros2`` command line (for example ROS 2 from the PyPI wheels). Nodes of other packages
@@ -133,12 +134,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             cls = node_class(spec.executable)
             options = node_options(profile, spec, values, config_dir)
             if getattr(cls, "OWN_PROCESS", False):
-                children.append(subprocess.Popen(child_command(spec, options), preexec_fn=_die_with_parent))
+                children.append(start_child(spec, options))
                 print(f"rynnvla-bringup: {spec.name} runs in its own process (pid {children[-1].pid})", flush=True)
             else:
                 nodes.append(cls(**options))
     except Exception as exc:
-        _stop(children)
+        stop_children(children)
         print(f"rynnvla-bringup: cannot start {profile.name}: {exc}", file=sys.stderr)
         for node in nodes:
             close = getattr(node, "close", None)
@@ -166,27 +167,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        _stop(children)
+        stop_children(children)
     return 0
 
 
+def start_child(spec: NodeSpec, options: dict) -> subprocess.Popen:
+    """Start ``spec``'s installed executable as a child process that gets SIGTERM when this process dies."""
+    return subprocess.Popen(child_command(spec, options), preexec_fn=_die_with_parent)
+
+
 def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM when bringup dies, however it dies (Linux; elsewhere a no-op), so a
-    killed bringup leaves no controller behind."""
+    """In the child before exec: get SIGTERM when the parent dies, however it dies (Linux; elsewhere a no-op), so a
+    killed bringup leaves no node behind."""
     if sys.platform.startswith("linux"):
         import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
-def _stop(children: list[subprocess.Popen]) -> None:
-    """SIGINT the child processes (a clean ROS shutdown), then kill those that do not exit within 10 s."""
+def stop_children(children: list[subprocess.Popen], timeout: float = 10.0) -> None:
+    """SIGINT the child processes (a clean ROS shutdown), then kill those that do not exit within ``timeout`` s."""
     for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGINT)
     for child in children:
         try:
-            child.wait(timeout=10)
+            child.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()

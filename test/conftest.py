@@ -12,6 +12,12 @@ os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 101))
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("MUJOCO_GL", "egl")
+# numpy, OpenCV and SciPy each bring their own OpenBLAS with a pool of busy-waiting workers per core; in tests they
+# only compete with the simulators, model threads and ROS executors of the same small machine.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import faulthandler
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -21,6 +27,26 @@ try:
     torch.set_num_threads(min(2, torch.get_num_threads()))
 except ImportError:  # pragma: no cover - torch is a hard dependency, but keep ROS-only test runs possible
     torch = None
+
+
+HANG_LIMIT_S = 720  # a test running this long is hung (pytest-timeout's 600 s could not stop it): end the run
+_real_stderr: int | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep a handle on the real stderr (output capture is off while pytest configures)."""
+    global _real_stderr
+    _real_stderr = os.dup(2)
+
+
+@pytest.fixture(autouse=True)
+def _hang_guard() -> Iterator[None]:
+    """Dump every thread's stack and exit when a test hangs past HANG_LIMIT_S. faulthandler works from a C thread,
+    so it fires even when a native library holds the GIL (where pytest-timeout's signal handler never runs)."""
+    if _real_stderr is not None:
+        faulthandler.dump_traceback_later(HANG_LIMIT_S, exit=True, file=_real_stderr)
+    yield
+    faulthandler.cancel_dump_traceback_later()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -35,7 +61,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # ---------------------------------------------------------------------------------------------- ROS helpers
 import subprocess  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 

@@ -16,6 +16,7 @@ and ``videos/*.mp4`` of the chosen episodes (front | wrist | predicted front | p
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import threading
 import time
@@ -117,7 +118,8 @@ def want_video(choice: str, trial: int) -> bool:
 class EvalClient:
     """A node that selects episodes through the bridge and follows them (statuses, frames, predictions)."""
 
-    def __init__(self, context: Any) -> None:
+    def __init__(self, context: Any, check: Any = None) -> None:
+        """``check()`` raises when the graph cannot progress (a child process died); called while waiting."""
         import rclpy
         from rclpy.qos import DurabilityPolicy, QoSProfile
         from sensor_msgs.msg import Image, JointState
@@ -127,6 +129,7 @@ class EvalClient:
         from rynnvla_ros.srv import LiberoReset
 
         self.node = rclpy.create_node("libero_eval", context=context)
+        self.check = check or (lambda: None)
         self.select = self.node.create_client(LiberoReset, "/libero_bridge/select")
         self._cond = threading.Condition()
         self.status: EpisodeStatus | None = None
@@ -183,8 +186,11 @@ class EvalClient:
         """Select and reset (the bridge answers when the wait steps are done); the service's response."""
         from rynnvla_ros.srv import LiberoReset
 
-        if not self.select.wait_for_service(timeout_sec=timeout):
-            raise EvalError("the libero_bridge ~/select service did not appear")
+        deadline = time.monotonic() + timeout
+        while not self.select.wait_for_service(timeout_sec=1.0):
+            self.check()
+            if time.monotonic() > deadline:
+                raise EvalError("the libero_bridge ~/select service did not appear")
         with self._cond:
             self.frames = {}
             self.recording = record
@@ -192,8 +198,11 @@ class EvalClient:
         future = self.select.call_async(request)
         done = threading.Event()
         future.add_done_callback(lambda _f: done.set())
-        if not done.wait(timeout):
-            raise EvalError(f"the bridge did not reset to {suite} task {task_id} state {init_state} in {timeout} s")
+        deadline = time.monotonic() + timeout
+        while not done.wait(1.0):
+            self.check()
+            if time.monotonic() > deadline:
+                raise EvalError(f"the bridge did not reset to {suite} task {task_id} state {init_state} in {timeout} s")
         response = future.result()
         if not response.success:
             raise EvalError(f"the bridge refused {suite} task {task_id} init state {init_state}: {response.message}")
@@ -222,6 +231,7 @@ class EvalClient:
                         "running and answering the bridge's chunk requests?"
                     )
                 self._cond.wait(1.0)
+                self.check()
 
     def take_frames(self) -> dict[str, dict[int, Any]]:
         with self._cond:
@@ -230,20 +240,22 @@ class EvalClient:
 
 
 class Graph:
-    """The libero profile's nodes and the client, spinning in a background thread of their own context."""
+    """The libero profile's nodes and the client, spinning in a background thread of their own context; nodes that
+    ask for their own process (the bridge: rendering and physics apart from model inference) run as children."""
 
     def __init__(self, cfg: EvalConfig) -> None:
         import rclpy
         from rclpy.executors import MultiThreadedExecutor
         from rclpy.parameter import Parameter
 
-        from rynnvla_ros.bringup import node_options, share_dir
+        from rynnvla_ros.bringup import node_options, share_dir, start_child
         from rynnvla_ros.node_runner import node_class
         from rynnvla_ros.profiles import get_profile
 
         self.context = rclpy.Context()
         rclpy.init(args=[], context=self.context)
         self.nodes: list[Any] = []
+        self.children: list[subprocess.Popen] = []
         self.client: EvalClient | None = None
         self.executor = None
         self.thread = None
@@ -277,8 +289,12 @@ class Graph:
             for spec in profile.active_nodes(values):
                 options = node_options(profile, spec, values, config_dir)
                 options["parameter_overrides"] += [Parameter(k, value=v) for k, v in extra.get(spec.name, {}).items()]
-                self.nodes.append(node_class(spec.executable)(context=self.context, **options))
-            self.client = EvalClient(self.context)
+                cls = node_class(spec.executable)
+                if getattr(cls, "OWN_PROCESS", False):
+                    self.children.append(start_child(spec, options))
+                else:
+                    self.nodes.append(cls(context=self.context, **options))
+            self.client = EvalClient(self.context, self.check_children)
         except Exception:
             self.close()
             raise
@@ -288,8 +304,17 @@ class Graph:
         self.thread = threading.Thread(target=self.executor.spin, name="libero-eval-graph", daemon=True)
         self.thread.start()
 
+    def check_children(self) -> None:
+        """EvalError when a child process (the bridge) has exited."""
+        for child in self.children:
+            if child.poll() is not None:
+                raise EvalError(f"{' '.join(child.args[:1])} exited with code {child.returncode}; see its log above")
+
     def close(self) -> None:
-        """Stop spinning, close and destroy the nodes, shut the context down."""
+        """Stop the child processes and spinning, close and destroy the nodes, shut the context down."""
+        from rynnvla_ros.bringup import stop_children
+
+        stop_children(self.children)
         if self.executor is not None:
             self.executor.shutdown(timeout_sec=5.0)
         if self.thread is not None:

@@ -97,6 +97,8 @@ class _ResetJob:
 class LiberoBridgeNode(Node):
     """Thin ROS shell around :class:`EpisodeRunner`: a simulator thread, publishers, chunk gate and services."""
 
+    OWN_PROCESS = True  # rynnvla-bringup and rynnvla-eval-libero run the simulator apart from model inference
+
     def __init__(self, **kwargs) -> None:
         super().__init__("libero_bridge", **kwargs)
         p = {
