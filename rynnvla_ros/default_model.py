@@ -22,11 +22,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from rynnvla_ros.control import so100_description as desc
+
 DEFAULT_CHECKPOINT = "models/so100_sim_default"
 """The default checkpoint of the sim profile, relative to the package (source tree or installed share directory)."""
 DEFAULT_TASK = "move the gripper over the table"
 """The sim profile's default task instruction (the policy needs one)."""
-READY_POSE = (0.0, -0.8, 0.8, 0.7, 0.0)
+READY_POSE = desc.READY_POSITIONS[:5]
 """rad, the arm joints' centre of the default model's action box (the gripper uses its whole range)."""
 HALF_RANGE = 0.8
 """rad, half width of that box: the model's action range (-30..30) spans READY_POSE +- HALF_RANGE."""

@@ -13,6 +13,7 @@ NODES = {
     "libero_bridge": "rynnvla_ros.nodes.libero_bridge:LiberoBridgeNode",
     "recorder": "rynnvla_ros.nodes.recorder:RecorderNode",
     "so100_leader_teleop": "rynnvla_ros.nodes.teleop:So100LeaderTeleopNode",
+    "so100_expert": "rynnvla_ros.nodes.expert:So100ExpertNode",
     "chunk_visualizer": "rynnvla_ros.nodes.chunk_visualizer:ChunkVisualizerNode",
     "foxglove_viewer": "rynnvla_ros.nodes.foxglove_viewer:FoxgloveViewerNode",
 }

@@ -169,6 +169,7 @@ _CONTROLLER = NodeSpec(
     remappings=(
         ("joint_states", topics.JOINT_STATES),
         ("joint_command", topics.JOINT_COMMAND),
+        ("task_state", topics.TASK_STATE),
         ("action_chunk", topics.ACTION_CHUNK),
         ("joint_trajectory", topics.JOINT_TRAJECTORY),
         ("front/image_raw", topics.FRONT_IMAGE),
@@ -312,6 +313,15 @@ _RECORD_ARGS = (
     Arg("output_dir", "~/rynnvla_bags", "folder of the episode bags"),
     Arg("task", "", "task of the episodes (a start_episode request may give another)"),
     Arg("record_backend", "auto", "recorder: auto (ros2 bag record when installed), rosbags or ros2bag"),
+    Arg(
+        "teleop",
+        "leader",
+        "who drives the follower: leader (a person's leader arm) or expert (the scripted expert of the simulated "
+        "block-in-circle task; hardware:=sim)",
+        ("leader", "expert"),
+    ),
+    Arg("episodes", "100", "teleop:=expert: episodes to run, then the graph exits (0: until stopped)", type=int),
+    Arg("seed", "0", "teleop:=expert: seed of the first episode's layout (episode i: seed + i)", type=int),
 )
 _TELEOP = NodeSpec(
     name="so100_leader_teleop",
@@ -319,6 +329,19 @@ _TELEOP = NodeSpec(
     params_file="teleop.yaml",
     params=(("port", "leader_port"), ("leader_id", "leader_id"), ("calibration_dir", "leader_calibration_dir")),
     remappings=(("joint_states", topics.LEADER_JOINT_STATES), ("joint_trajectory", topics.JOINT_TRAJECTORY)),
+    when=When("teleop", ("leader",)),
+)
+_EXPERT = NodeSpec(
+    name="so100_expert",
+    executable="so100_expert",
+    params=(("episodes", "episodes"), ("seed", "seed")),
+    remappings=(
+        ("joint_states", topics.JOINT_STATES),
+        ("task_state", topics.TASK_STATE),
+        ("leader_joint_states", topics.LEADER_JOINT_STATES),
+        ("joint_trajectory", topics.JOINT_TRAJECTORY),
+    ),
+    when=When("teleop", ("expert",)),
 )
 _RECORDER = NodeSpec(
     name="recorder",
@@ -443,14 +466,15 @@ PROFILES: dict[str, Profile] = {
         ),
         Profile(
             name="record",
-            description="record teleoperated demonstrations of the SO100 (leader arm -> follower) into rosbags",
+            description="record demonstrations of the SO100 (leader arm or, in sim, the scripted expert -> follower) "
+            "into rosbags",
             args=(
                 Arg("hardware", "real", "real arm and cameras, or the MuJoCo twin", choices=("sim", "real")),
                 *_CAMERA_ARGS,
                 *_ARM_ARGS,
                 *_RECORD_ARGS,
             ),
-            nodes=(_CONTROLLER, *_CAMERAS, _TELEOP, _RECORDER),
+            nodes=(_CONTROLLER, *_CAMERAS, _TELEOP, _EXPERT, _RECORDER),
         ),
         Profile(
             name="libero",

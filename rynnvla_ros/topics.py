@@ -18,6 +18,8 @@ TASK = "/recorder/task"
 ACTION_CHUNK = "/rynnvla/action_chunk"
 JOINT_TRAJECTORY = "/so100/joint_trajectory"
 JOINT_COMMAND = "/so100/joint_command"
+# The simulated block-in-circle task (so100_controller in sim): block pose, circle and success.
+TASK_STATE = "/so100/task_state"
 
 # Policy and world model (nodes policy, world_model). The policy's joint_trajectory output is an alternative for
 # trajectory controllers; it must not also feed so100_controller, which already executes ACTION_CHUNK.

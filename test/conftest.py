@@ -42,11 +42,17 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(autouse=True)
 def _hang_guard() -> Iterator[None]:
     """Dump every thread's stack and exit when a test hangs past HANG_LIMIT_S. faulthandler works from a C thread,
-    so it fires even when a native library holds the GIL (where pytest-timeout's signal handler never runs)."""
+    so it fires even when a native library holds the GIL (where pytest-timeout's signal handler never runs).
+    Afterwards, fail a test that left real-time scheduling behind (SVT-AV1 run as root does that; every thread
+    started later inherits it, and a busy one starves the machine: that hung whole CI runs)."""
+    from rynnvla_model.data.lerobot_io import restore_normal_scheduling
+
     if _real_stderr is not None:
         faulthandler.dump_traceback_later(HANG_LIMIT_S, exit=True, file=_real_stderr)
     yield
     faulthandler.cancel_dump_traceback_later()
+    leaked = restore_normal_scheduling()
+    assert not leaked, f"{leaked} thread(s) of the test process were left on real-time scheduling (now reset)"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

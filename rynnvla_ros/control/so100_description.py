@@ -20,6 +20,7 @@ JOINT_NAMES: tuple[str, ...] = ("shoulder_pan", "shoulder_lift", "elbow_flex", "
 GRIPPER = "gripper"
 N_JOINTS = len(JOINT_NAMES)
 REST_POSITIONS: tuple[float, ...] = (0.0, -1.57, 1.57, 0.75, 0.0, 0.0)
+READY_POSITIONS: tuple[float, ...] = (0.0, -0.8, 0.8, 0.7, 0.0, 0.0)  # gripper above the middle of the table
 """Folded on its base (radians), as the arm usually is when powered on; the simulated arm starts there."""
 CAMERAS: tuple[str, ...] = ("front", "wrist")
 """The two camera views of the SO100 set-up (topics.FRONT_IMAGE, topics.WRIST_IMAGE)."""

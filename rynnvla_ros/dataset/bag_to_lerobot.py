@@ -35,6 +35,7 @@ from rynnvla_model.data.lerobot_io import (
     create_dataset,
     image_feature,
     resize_rgb,
+    save_episode,
     vector_feature,
 )
 from rynnvla_model.data.report import ConversionReport, EpisodeReport
@@ -365,7 +366,7 @@ class _EpisodeWriter:
         if not rep.written_frames:
             return
         try:
-            self.dataset.save_episode(parallel_encoding=False)
+            save_episode(self.dataset)
         except Exception as exc:  # this episode is lost; the next ones go on
             self.dataset.clear_episode_buffer()
             rep.error = f"saving the episode failed: {type(exc).__name__}: {exc}"

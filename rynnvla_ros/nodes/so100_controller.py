@@ -17,9 +17,14 @@ Topics (relative names; launch profiles remap them to :mod:`rynnvla_ros.topics`)
   front/image_raw, front/camera_info, wrist/image_raw, wrist/camera_info
                        sensor_msgs/Image (rgb8), CameraInfo   out, simulation only, at camera_rate
 
+  task_state           rynnvla_ros/TaskState      out, simulation with the task's objects, every
+                                                task_state_period: block pose, circle, success
+
 Services:
-  ~/estop   std_srvs/Trigger   latch the e-stop: hold the measured position, refuse chunks
-  ~/reset   std_srvs/Trigger   release it; motion restarts from the measured state with a ramp-in
+  ~/estop       std_srvs/Trigger         latch the e-stop: hold the measured position, refuse chunks
+  ~/reset       std_srvs/Trigger         release it; motion restarts from the measured state with a ramp-in
+  ~/reset_task  rynnvla_ros/TaskReset    simulation: a new block-in-circle episode laid out from a seed, the arm
+                                         at task_positions; the plan is dropped and motion restarts with a ramp-in
 
 Parameters:
   hardware (str, "sim")           sim (MuJoCo twin) or real (LeRobot SO100/SO101 follower)
@@ -48,6 +53,8 @@ Parameters:
   mesh_simplify (float, 0.001)    m, vertex-clustering cell for the arm meshes (0: meshes as shipped)
   wrist_fovy (float, 70.0)        vertical field of view of the wrist camera, degrees
   initial_positions (float[6])    joint positions the simulated arm starts in (rad; default: folded rest pose)
+  task_positions (float[6])       where ~/reset_task puts the arm (rad; default: ready pose above the table)
+  task_state_period (float, 0.1)  s between task_state messages
   real arm (hardware real):
   port (str, "/dev/ttyACM0")      serial port of the follower arm's bus
   robot_id (str, "so100_follower")      LeRobot robot id: the calibration file is <calibration_dir>/<robot_id>.json
@@ -74,7 +81,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from rynnvla_ros.control import so100_description as desc
-from rynnvla_ros.control.backend import Backend
+from rynnvla_ros.control.backend import Backend, BackendError
 from rynnvla_ros.control.chunk_schedule import ChunkLimits
 from rynnvla_ros.control.controller import ArmController, ControllerConfig, State
 from rynnvla_ros.control.rate import RateMeter
@@ -82,7 +89,8 @@ from rynnvla_ros.control.safety import SafetyConfig
 from rynnvla_ros.control.supervisor import BackendSupervisor
 from rynnvla_ros.diagnostics import diagnostic_status
 from rynnvla_ros.image_conversion import array_to_image
-from rynnvla_ros.msg import ActionChunk
+from rynnvla_ros.msg import ActionChunk, TaskState
+from rynnvla_ros.srv import TaskReset
 
 HARDWARE = ("sim", "real")
 REJECTION_LOG_PERIOD = 5.0  # s between two log lines of the same rejection reason
@@ -136,6 +144,15 @@ class So100ControllerNode(Node):
         self.create_subscription(JointTrajectory, "joint_trajectory", self._on_trajectory, qos, callback_group=inputs)
         self.create_service(Trigger, "~/estop", self._on_estop, callback_group=inputs)
         self.create_service(Trigger, "~/reset", self._on_reset, callback_group=inputs)
+        control = MutuallyExclusiveCallbackGroup()  # a task reset must not interleave with a control tick
+        self.task_positions = np.asarray(p["task_positions"], dtype=float)
+        self.task_pub = None
+        if p["hardware"] == "sim":
+            if self.task_positions.shape != (desc.N_JOINTS,):
+                raise ValueError(f"task_positions needs {desc.N_JOINTS} values, got {self.task_positions.size}")
+            self.task_pub = self.create_publisher(TaskState, "task_state", qos)
+            self.create_service(TaskReset, "~/reset_task", self._on_reset_task, callback_group=control)
+            self.create_timer(p["task_state_period"], self._publish_task_state, MutuallyExclusiveCallbackGroup())
 
         self.control_rate = RateMeter()
         self.frame_rate = RateMeter()
@@ -147,7 +164,7 @@ class So100ControllerNode(Node):
             max_read_failures=p["max_read_failures"],
             on_connect=lambda b: b.start_cameras(self._on_frames),
         )
-        self.create_timer(1.0 / p["control_rate"], self._tick, callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_timer(1.0 / p["control_rate"], self._tick, callback_group=control)
         self.create_timer(p["diagnostics_period"], self._publish_diagnostics, MutuallyExclusiveCallbackGroup())
         self.supervisor.start()
         self.get_logger().info(
@@ -183,6 +200,8 @@ class So100ControllerNode(Node):
             "mesh_simplify": 0.001,
             "wrist_fovy": 70.0,
             "initial_positions": list(desc.REST_POSITIONS),
+            "task_positions": list(desc.READY_POSITIONS),
+            "task_state_period": 0.1,
             "port": "/dev/ttyACM0",
             "robot_id": "so100_follower",
             "calibration_dir": "",
@@ -211,6 +230,47 @@ class So100ControllerNode(Node):
         command = self.controller.step(now)
         if command is not None and self.supervisor.write(command):
             self.command_pub.publish(_joint_state(stamp, command))
+
+    # ------------------------------------------------------------------------------------------ simulated task
+    def _on_reset_task(self, request: TaskReset.Request, response: TaskReset.Response) -> TaskReset.Response:
+        from rynnvla_ros.tasks.block_in_circle import TASK_TEXT
+
+        reset = getattr(self.backend, "reset_task", None)
+        try:
+            if reset is None:
+                raise BackendError(f"the {self.backend.name} arm has no simulated task")
+            layout = reset(int(request.seed), tuple(self.task_positions))
+            self.controller.moved(self._now(), self.backend.read().positions)
+        except BackendError as exc:
+            response.success, response.message = False, str(exc)
+            self.get_logger().warning(f"task reset refused: {exc}")
+            return response
+        response.success, response.task = True, TASK_TEXT
+        response.message = f"task laid out from seed {request.seed}"
+        response.block = [*layout.block_xy, layout.block_yaw]
+        response.target = list(layout.target_xy)
+        self.get_logger().info(
+            f"task reset, seed {request.seed}: block at {layout.block_xy[0]:.3f} {layout.block_xy[1]:.3f}, "
+            f"circle at {layout.target_xy[0]:.3f} {layout.target_xy[1]:.3f}"
+        )
+        return response
+
+    def _publish_task_state(self) -> None:
+        from rynnvla_ros.tasks.block_in_circle import CIRCLE_RADIUS
+
+        state = self.backend.task_state() if hasattr(self.backend, "task_state") else None
+        if state is None or self.task_pub is None:
+            return
+        msg = TaskState(seed=int(self.backend.task_seed), target_radius=CIRCLE_RADIUS)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = desc.BASE_LINK
+        p, q = state.block_position, state.block_quaternion
+        msg.block.position.x, msg.block.position.y, msg.block.position.z = (float(v) for v in p)
+        o = msg.block.orientation
+        o.w, o.x, o.y, o.z = (float(v) for v in q)
+        msg.target.x, msg.target.y = (float(v) for v in state.target_xy)
+        msg.inside, msg.resting, msg.held, msg.success = state.inside, state.resting, state.held, state.success
+        self.task_pub.publish(msg)
 
     # ------------------------------------------------------------------------------------------ inputs
     def _on_chunk(self, msg: ActionChunk) -> None:

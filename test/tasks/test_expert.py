@@ -1,0 +1,73 @@
+"""The scripted expert: IK with the jaws down, smooth plans within the joint limits, and pick-and-place that
+succeeds in the MuJoCo twin's physics."""
+
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+import pytest
+
+from rynnvla_ros.control import so100_description as desc
+from rynnvla_ros.control.sim_backend import ARM_PREFIX, JAW_PAD_GEOMS, build_model
+from rynnvla_ros.tasks.block_in_circle import BlockInCircle, sample_layout
+from rynnvla_ros.tasks.expert import GRASP_HEIGHT, ScriptedExpert
+
+pytestmark = pytest.mark.sim
+READY = np.array(desc.READY_POSITIONS)
+
+
+@pytest.fixture(scope="module")
+def model() -> mujoco.MjModel:
+    return build_model()
+
+
+@pytest.mark.parametrize("xyz", [(0.2, 0.0, GRASP_HEIGHT), (0.22, 0.1, 0.04), (0.24, -0.1, 0.03)])
+def test_ik_puts_the_tool_there_with_the_jaws_down(model, xyz):
+    expert = ScriptedExpert(model)
+    q, err = expert.solve(READY, np.array(xyz))
+    assert err < 1e-3
+    pos, rot = expert._tool(q)
+    np.testing.assert_allclose(pos, xyz, atol=1e-3)
+    assert rot[:, 0] @ np.array([0.0, 0.0, -1.0]) > 0.999  # the approach axis points down
+    closing = np.array([0.0, 1.0, 0.0]) if xyz[1] >= 0 else np.array([1.0, 0.0, 0.0])
+    q, _ = expert.solve(READY, np.array(xyz), closing)
+    np.testing.assert_allclose(expert.closing_direction(q), closing, atol=2e-2)
+
+
+def test_plans_are_smooth_and_within_the_limits(model):
+    expert = ScriptedExpert(model)
+    plan = expert.plan(READY, sample_layout(3))
+    np.testing.assert_allclose(plan.at(0.0), READY)
+    np.testing.assert_allclose(plan.at(plan.duration + 5.0), plan.positions[-1])
+    t = np.arange(0.0, plan.duration, 0.002)
+    q = plan.at(t)
+    assert np.all(q >= expert.lower - 1e-9) and np.all(q <= expert.upper + 1e-9)
+    speed = np.abs(np.diff(q, axis=0)).max(axis=0) / 0.002
+    assert speed.max() < 1.0  # below so100_controller's default velocity limit (rad/s)
+    assert 5.0 < plan.duration < 20.0
+
+
+def test_the_expert_puts_the_block_in_the_circle_in_physics(model):
+    """Open-loop plans tracked by the arm's position actuators; every seeded layout ends in success."""
+    task = BlockInCircle(model, JAW_PAD_GEOMS)
+    expert = ScriptedExpert(model)
+    data = mujoco.MjData(model)
+    qpos = [model.joint(ARM_PREFIX + n).qposadr[0] for n in desc.JOINT_NAMES]
+    act = [model.actuator(ARM_PREFIX + n).id for n in desc.JOINT_NAMES]
+    failed = []
+    for seed in range(6):
+        mujoco.mj_resetData(model, data)
+        data.qpos[qpos] = data.ctrl[act] = READY
+        layout = sample_layout(seed)
+        task.apply(data, layout)
+        mujoco.mj_forward(model, data)
+        plan = expert.plan(READY, layout)
+        lifted = False
+        while data.time < plan.duration + 1.0:
+            data.ctrl[act] = plan.at(data.time)
+            mujoco.mj_step(model, data)
+            lifted |= data.qpos[task.qpos + 2] > 0.05
+        state = task.state(data)
+        if not (lifted and state.success):
+            failed.append((seed, lifted, state))
+    assert not failed
