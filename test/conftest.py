@@ -52,7 +52,7 @@ def _hang_guard() -> Iterator[None]:
     yield
     faulthandler.cancel_dump_traceback_later()
     leaked = restore_normal_scheduling()
-    assert not leaked, f"{leaked} thread(s) of the test process were left on real-time scheduling (now reset)"
+    assert not leaked, f"threads left on real-time scheduling (now reset): {', '.join(leaked)}"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

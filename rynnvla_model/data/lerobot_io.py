@@ -118,24 +118,45 @@ def create_dataset(
     )
 
 
-def restore_normal_scheduling() -> int:
-    """Put every real-time (FIFO or round-robin) thread of this process back on normal scheduling; returns how many.
+def restore_normal_scheduling() -> list[str]:
+    """Put every real-time (FIFO or round-robin) thread of this process back on normal scheduling; returns their
+    names.
 
     The SVT-AV1 encoder (lerobot's default ``libsvtav1``) run as root switches the threads it touches, the caller's
     included, to SCHED_FIFO at the highest priority, and threads started later inherit it: one busy thread then
     starves everything else on its core (a small machine stops responding). Called after every encoded episode.
+    Two layers: the kernel's policy of every thread, and glibc's cached policy of the Python threads (from which
+    glibc starts new threads explicitly FIFO again even after the kernel's policy was reset).
     """
     if not hasattr(os, "sched_setscheduler"):
-        return 0
-    changed = 0
+        return []
+    realtime = (os.SCHED_FIFO, os.SCHED_RR)
+    changed = []
     for tid in os.listdir("/proc/self/task"):
         try:
-            if os.sched_getscheduler(int(tid)) in (os.SCHED_FIFO, os.SCHED_RR):
+            if os.sched_getscheduler(int(tid)) in realtime:
                 os.sched_setscheduler(int(tid), os.SCHED_OTHER, os.sched_param(0))
-                changed += 1
+                changed.append(Path(f"/proc/self/task/{tid}/comm").read_text().strip() + f" ({tid})")
         except OSError:  # the thread has just exited
             continue
+    _reset_glibc_policies()
     return changed
+
+
+def _reset_glibc_policies() -> None:
+    """pthread_setschedparam(SCHED_OTHER) on every live Python thread (clears glibc's cached policy)."""
+    import ctypes
+    import ctypes.util
+    import threading
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:  # pragma: no cover - not glibc
+        return
+    param = ctypes.c_int(0)  # struct sched_param { int sched_priority; }
+    for thread in threading.enumerate():
+        if thread.ident is not None:
+            libc.pthread_setschedparam(ctypes.c_ulong(thread.ident), os.SCHED_OTHER, ctypes.byref(param))
 
 
 def save_episode(dataset) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rynnvla_model.data.lerobot_io import restore_normal_scheduling
+from rynnvla_model.data.lerobot_io import finish_dataset, save_episode
 from rynnvla_model.data.lerobot_source import LeRobotSource, SourceKeys
 from rynnvla_model.data.stats import dataset_stats
 
@@ -40,9 +40,8 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     "task": task,
                 }
             )
-        ds.save_episode(parallel_encoding=False)
-    ds.finalize()
-    restore_normal_scheduling()  # lerobot's AV1 encoder, run as root, leaves real-time threads (see the helper)
+        save_episode(ds)
+    finish_dataset(ds, root)
     return root
 
 

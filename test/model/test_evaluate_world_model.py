@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from rynnvla_model import evaluate_world_model as ewm
+from rynnvla_model.data.lerobot_io import finish_dataset, save_episode
 from rynnvla_model.data.lerobot_source import LeRobotSource
 from rynnvla_model.image_tokenizer import resize
 
@@ -51,8 +52,8 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     "task": "pick",
                 }
             )
-        ds.save_episode(parallel_encoding=False)
-    ds.finalize()
+        save_episode(ds)
+    finish_dataset(ds, root)
     return root
 
 

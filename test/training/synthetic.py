@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rynnvla_model.data.lerobot_io import finish_dataset, save_episode
+
 FRONT, WRIST = "observation.images.front", "observation.images.wrist"
 STEP_ANGLE = np.pi / 4
 RADII = (0.4, 0.8)
@@ -51,8 +53,8 @@ def circling_dataset(root: Path, episodes: int = 6, length: int = 12, size: int 
                 }
             )
             angle += STEP_ANGLE
-        ds.save_episode(parallel_encoding=False)
-    ds.finalize()
+        save_episode(ds)
+    finish_dataset(ds, root)
     return root
 
 
