@@ -2,16 +2,19 @@
 
 For each episode it asks ``so100_controller`` (sim) for a new layout (``~/reset_task`` with seed ``seed + i``),
 waits ``settle_time``, plans the pick and place from the measured joints with :class:`ScriptedExpert`, and plays
-the plan exactly as ``so100_leader_teleop`` plays a human's leader arm: the target as the leader's joint state (the
-action of a recorded demonstration) and as a one-point trajectory due ``lookahead`` s later, which the controller
-executes through its safety filter. With ``record`` it wraps every episode in the recorder's services: successful
-episodes are kept, failed ones discarded. It ends the process when ``episodes`` are done (``exit_when_done``).
+the plan as ``so100_leader_teleop`` plays a human's leader arm: the target as the leader's joint state (the action of
+a recorded demonstration) and as a trajectory, which the controller executes through its safety filter. Unlike a
+leader arm the expert knows its future, so each trajectory holds the next ``horizon`` s of the plan from
+``lookahead`` on: a message delayed by a busy machine still has points ahead of the controller's clock. With
+``record`` it wraps every episode in the recorder's services: successful episodes are kept, failed ones discarded.
+It ends the process when ``episodes`` are done (``exit_when_done``).
 
 Topics (relative; the record profile remaps them):
   joint_states      sensor_msgs/JointState           in: the follower's measured joints (topics.JOINT_STATES)
   task_state        rynnvla_ros/TaskState            in: the simulated task (success)
   leader_joint_states  sensor_msgs/JointState        out, at rate while an episode plays: the expert's target
-  joint_trajectory  trajectory_msgs/JointTrajectory  out, at rate while an episode plays: one point, due lookahead
+  joint_trajectory  trajectory_msgs/JointTrajectory  out, at rate while an episode plays: the plan from lookahead
+                                                   to lookahead + horizon, a point every point_period
 
 Services used: <controller>/reset_task (rynnvla_ros/TaskReset); with record, <recorder>/start_episode,
 <recorder>/stop_episode, <recorder>/discard_episode.
@@ -23,7 +26,9 @@ Parameters:
   controller (str, "/so100_controller")  node whose ~/reset_task lays out the task
   recorder (str, "/recorder")   node whose episode services record
   rate (float, 50.0)            Hz of the published targets
-  lookahead (float, 0.1)        s after publishing at which a trajectory point is due
+  lookahead (float, 0.1)        s after publishing at which the first trajectory point is due
+  horizon (float, 0.5)          s of plan after the first point in each trajectory
+  point_period (float, 0.1)     s between trajectory points
   settle_time (float, 2.5)      s between a reset and the start of motion (the controller's ramp-in, fresh frames)
   end_time (float, 1.0)         s after the plan ends before success is read
   service_timeout (float, 10.0) s to wait for a service answer
@@ -73,6 +78,8 @@ class So100ExpertNode(Node):
                 "recorder": "/recorder",
                 "rate": 50.0,
                 "lookahead": 0.1,
+                "horizon": 0.5,
+                "point_period": 0.1,
                 "settle_time": 2.5,
                 "end_time": 1.0,
                 "service_timeout": 10.0,
@@ -80,8 +87,10 @@ class So100ExpertNode(Node):
                 "scene": "",
             }.items()
         }
-        if p["rate"] <= 0 or p["lookahead"] <= 0 or p["episodes"] < 0:
-            raise ValueError("rate and lookahead must be > 0 and episodes >= 0")
+        if min(p["rate"], p["lookahead"], p["point_period"]) <= 0 or p["horizon"] < 0 or p["episodes"] < 0:
+            raise ValueError("rate, lookahead and point_period must be > 0, horizon and episodes >= 0")
+        n_points = round(p["horizon"] / p["point_period"]) + 1
+        self.point_times = p["lookahead"] + p["point_period"] * np.arange(n_points)
         self.p = p
         self.expert = ScriptedExpert(build_model(p["scene"] or None))
         self._lock = threading.Lock()
@@ -126,16 +135,17 @@ class So100ExpertNode(Node):
         if playing is None:
             return
         start, plan = playing
-        q = plan.at(time.monotonic() - start)
+        t = time.monotonic() - start
         stamp = self.get_clock().now()
-        state = JointState(name=list(desc.JOINT_NAMES), position=[float(v) for v in q])
+        state = JointState(name=list(desc.JOINT_NAMES), position=[float(v) for v in plan.at(t)])
         state.header.stamp = stamp.to_msg()
         self.leader_pub.publish(state)
         trajectory = JointTrajectory(joint_names=list(desc.JOINT_NAMES))
         trajectory.header.stamp = stamp.to_msg()
-        point = JointTrajectoryPoint(positions=state.position)
-        point.time_from_start = Duration(seconds=self.p["lookahead"]).to_msg()
-        trajectory.points = [point]
+        for offset, q in zip(self.point_times, plan.at(t + self.point_times), strict=True):
+            point = JointTrajectoryPoint(positions=[float(v) for v in q])
+            point.time_from_start = Duration(seconds=float(offset)).to_msg()
+            trajectory.points.append(point)
         self.trajectory_pub.publish(trajectory)
 
     # ------------------------------------------------------------------------------------------ episodes
@@ -220,6 +230,8 @@ class So100ExpertNode(Node):
                 i += 1
         except ExpertError as exc:
             self.get_logger().error(f"stopping the demonstrations: {exc}")
+        except Exception as exc:  # a bug, not a bad input: say so instead of dying silently with the thread
+            self.get_logger().error(f"stopping the demonstrations: {type(exc).__name__}: {exc}")
         finally:
             with self._lock:
                 self._plan = None
