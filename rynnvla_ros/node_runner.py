@@ -41,7 +41,9 @@ def spin_nodes(nodes: Sequence[Node], threads: int | None = None) -> None:
         executor = MultiThreadedExecutor(num_threads=threads)
     for node in nodes:
         executor.add_node(node)
-    signal.signal(signal.SIGTERM, lambda *_: executor.shutdown(timeout_sec=0))
+    # SIGTERM as Ctrl-C: KeyboardInterrupt leaves spin() and the nodes are closed below. (Shutting the executor down
+    # from the signal handler, inside spin(), crashed rclpy now and then or left the process waiting.)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
