@@ -8,8 +8,12 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from rynnvla_ros.tasks.block_in_circle import Layout, TaskState
 
 FrameCallback = Callable[[dict[str, np.ndarray], float], None]
 """Receives ``{camera name: RGB (H, W, 3) uint8}`` and the wall time (s) the frames show."""
@@ -33,6 +37,7 @@ class Backend(abc.ABC):
 
     name: str = "backend"
     camera_names: tuple[str, ...] = ()
+    task_seed: int = -1  # seed of the simulated task's current layout (-1: none)
 
     @abc.abstractmethod
     def connect(self) -> None:
@@ -57,6 +62,14 @@ class Backend(abc.ABC):
     def intrinsics(self, camera: str) -> tuple[float, float, float, float]:
         """``(fx, fy, cx, cy)`` in pixels of one of :attr:`camera_names`."""
         raise NotImplementedError(f"{self.name} has no camera {camera!r}")
+
+    def reset_task(self, seed: int, arm_positions: tuple[float, ...]) -> Layout:
+        """Lay out the simulated task from ``seed``, the arm at ``arm_positions``; BackendError without one."""
+        raise BackendError(f"the {self.name} arm has no simulated task")
+
+    def task_state(self) -> TaskState | None:
+        """The simulated task's state now; None without one."""
+        return None
 
     @abc.abstractmethod
     def close(self) -> None:

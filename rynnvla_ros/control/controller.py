@@ -109,12 +109,7 @@ class ArmController:
             while self._history and self._history[0][0] < now - HISTORY_SECONDS:
                 self._history.popleft()
             if self.state in (State.WAITING, State.STATE_LOST):
-                if self.estopped:  # hold where the arm is now, not where it was before the state was lost
-                    self._estop_position = q
-                    self.safety.hold(q, now)
-                    self.state = State.ESTOP
-                else:
-                    self._activate(now, q)
+                self._restart(now, q)
 
     @property
     def measured(self) -> np.ndarray | None:
@@ -132,6 +127,15 @@ class ArmController:
                 return None
             q = np.stack([h[1] for h in self._history])
             return np.array([np.interp(t, times, q[:, j]) for j in range(q.shape[1])])
+
+    def _restart(self, now: float, q: np.ndarray) -> None:
+        """Start from ``q``: held there while the e-stop is latched, else a fresh plan with a ramp-in."""
+        if self.estopped:  # hold where the arm is now, not where it was before
+            self._estop_position = q
+            self.safety.hold(q, now)
+            self.state = State.ESTOP
+        else:
+            self._activate(now, q)
 
     def _activate(self, now: float, q: np.ndarray) -> None:
         self.safety.start(now, q)
@@ -289,12 +293,7 @@ class ArmController:
         with self._lock:
             self._history.clear()
             self._history.append((now, q))
-            if self.estopped:
-                self._estop_position = q
-                self.safety.hold(q, now)
-                self.state = State.ESTOP
-            else:
-                self._activate(now, q)
+            self._restart(now, q)
 
     # ------------------------------------------------------------------------------------------ status
     def last_chunk_age(self, now: float) -> float:

@@ -171,7 +171,6 @@ class SimBackend(Backend):
         self.render_seconds = 0.0  # time spent rendering (all cameras), for diagnostics
         self.frames_rendered = 0
         self.task: BlockInCircle | None = None  # set by connect() when the scene has the task's objects
-        self.task_seed = -1
 
     # ---------------------------------------------------------------------------------------------- Backend
     @property

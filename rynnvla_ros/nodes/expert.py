@@ -52,6 +52,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from rynnvla_ros.control import so100_description as desc
+from rynnvla_ros.control.chunk_schedule import ChunkRejected, joint_order
 from rynnvla_ros.control.sim_backend import build_model
 from rynnvla_ros.msg import TaskState
 from rynnvla_ros.srv import StartEpisode, TaskReset
@@ -118,8 +119,8 @@ class So100ExpertNode(Node):
     # ------------------------------------------------------------------------------------------ inputs
     def _on_joints(self, msg: JointState) -> None:
         try:
-            q = np.array([msg.position[list(msg.name).index(n)] for n in desc.JOINT_NAMES], dtype=float)
-        except (ValueError, IndexError):
+            q = np.asarray(msg.position, dtype=float)[joint_order(msg.name)]
+        except (ChunkRejected, IndexError):
             return  # not the arm's joint state; the controller always sends all six
         with self._lock:
             self._joints = (time.monotonic(), q)

@@ -91,6 +91,7 @@ from rynnvla_ros.diagnostics import diagnostic_status
 from rynnvla_ros.image_conversion import array_to_image
 from rynnvla_ros.msg import ActionChunk, TaskState
 from rynnvla_ros.srv import TaskReset
+from rynnvla_ros.tasks.block_in_circle import CIRCLE_RADIUS, TASK_TEXT
 
 HARDWARE = ("sim", "real")
 REJECTION_LOG_PERIOD = 5.0  # s between two log lines of the same rejection reason
@@ -146,7 +147,6 @@ class So100ControllerNode(Node):
         self.create_service(Trigger, "~/reset", self._on_reset, callback_group=inputs)
         control = MutuallyExclusiveCallbackGroup()  # a task reset must not interleave with a control tick
         self.task_positions = np.asarray(p["task_positions"], dtype=float)
-        self.task_pub = None
         if p["hardware"] == "sim":
             if self.task_positions.shape != (desc.N_JOINTS,):
                 raise ValueError(f"task_positions needs {desc.N_JOINTS} values, got {self.task_positions.size}")
@@ -233,13 +233,8 @@ class So100ControllerNode(Node):
 
     # ------------------------------------------------------------------------------------------ simulated task
     def _on_reset_task(self, request: TaskReset.Request, response: TaskReset.Response) -> TaskReset.Response:
-        from rynnvla_ros.tasks.block_in_circle import TASK_TEXT
-
-        reset = getattr(self.backend, "reset_task", None)
         try:
-            if reset is None:
-                raise BackendError(f"the {self.backend.name} arm has no simulated task")
-            layout = reset(int(request.seed), tuple(self.task_positions))
+            layout = self.backend.reset_task(int(request.seed), tuple(self.task_positions))
             self.controller.moved(self._now(), self.backend.read().positions)
         except BackendError as exc:
             response.success, response.message = False, str(exc)
@@ -256,10 +251,8 @@ class So100ControllerNode(Node):
         return response
 
     def _publish_task_state(self) -> None:
-        from rynnvla_ros.tasks.block_in_circle import CIRCLE_RADIUS
-
-        state = self.backend.task_state() if hasattr(self.backend, "task_state") else None
-        if state is None or self.task_pub is None:
+        state = self.backend.task_state()
+        if state is None:
             return
         msg = TaskState(seed=int(self.backend.task_seed), target_radius=CIRCLE_RADIUS)
         msg.header.stamp = self.get_clock().now().to_msg()

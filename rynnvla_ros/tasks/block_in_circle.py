@@ -11,9 +11,12 @@ with its centre inside the circle and the gripper has let go of it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import mujoco
 import numpy as np
+
+if TYPE_CHECKING:
+    import mujoco
 
 TASK_TEXT = "put the red block inside the blue circle"
 BLOCK_BODY = "block"
@@ -77,7 +80,6 @@ class BlockInCircle:
             self.block_geom = model.geom(BLOCK_BODY).id
         except KeyError as exc:
             raise ValueError(f"the scene has no block-in-circle task objects ({exc})") from None
-        self.model = model
         self.block_body = model.body(BLOCK_BODY).id
         self.qpos = int(joint.qposadr[0])
         self.qvel = int(joint.dofadr[0])

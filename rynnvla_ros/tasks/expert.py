@@ -5,7 +5,7 @@ open, retreat), each solved by damped least squares on the gripper's tool site w
 above a point near the base the 5-joint arm cannot keep them vertical: it tilts them, a centimetre or two), and
 joined by minimum-jerk segments whose durations follow the largest joint motion. The expert knows the true layout
 (it is the simulator's privileged view), so it is open-loop: :meth:`ExpertPlan.at` gives the joint targets at any
-time, which ``so100_expert`` streams to the controller as action chunks.
+time, which ``so100_expert`` streams to the controller as trajectories.
 """
 
 from __future__ import annotations
