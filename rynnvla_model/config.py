@@ -27,6 +27,8 @@ class RynnVLAConfig(ChameleonConfig):
       ids in ``vocab_layout["image_loss_ids"]``).
     * ``mask_image_logits``: force image-token logits to the minimum (stock Chameleon does; RynnVLA-002 does not).
     * ``dropout``: applied after attention and after the MLP in every decoder layer (training only).
+    * ``world_model_horizon``: H, dataset steps between a world-model sample's frame t and the frame it predicts,
+      t + H, whose action is the target due at t + H - 1 (1, the release: the next frame and the first action).
     * ``action_head_*``: the Action Transformer head (reduced width ``int(hidden_size * hidden_factor)``, encoder
       layers, heads, feed-forward factor, dropout) and ``action_head_mask_padding`` (False = official behaviour:
       the zero rows that pad a batch of contexts are attended).
@@ -48,6 +50,7 @@ class RynnVLAConfig(ChameleonConfig):
     action_head_ff_factor: int = 4
     action_head_dropout: float = 0.1
     action_head_mask_padding: bool = False
+    world_model_horizon: int = 1
 
     def __post_init__(self, **kwargs: Any) -> None:
         super().__post_init__(**kwargs)
@@ -56,7 +59,8 @@ class RynnVLAConfig(ChameleonConfig):
     # ---------------------------------------------------------------- checks and derived values
     def validate_rynnvla(self) -> None:
         """Raise ValueError on inconsistent settings."""
-        for name in ("action_dim", "time_horizon", "action_head_layers", "action_head_ff_factor"):
+        positive = ("action_dim", "time_horizon", "action_head_layers", "action_head_ff_factor", "world_model_horizon")
+        for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -1,18 +1,19 @@
-"""``rynnvla-eval-wm``: next-frame prediction of the world model on held-out episodes of a LeRobot dataset.
+"""``rynnvla-eval-wm``: frame prediction of the world model on held-out episodes of a LeRobot dataset.
 
-For each evaluated step t of an episode the checkpoint predicts the front (and wrist) frame t+1 from the frames t
-and the world-model action of step t, and the prediction is compared with the real frame t+1 (both squashed to the
-model's image size with the same bicubic resize the model's input gets). Two references are scored the same way:
+For each evaluated step t of an episode the checkpoint predicts the front (and wrist) frame t+H from the frames t
+and the world-model action of step t, H being the checkpoint's ``world_model_horizon`` (1, the release: the next
+frame), and the prediction is compared with the real frame t+H (both squashed to the model's image size with the
+same bicubic resize the model's input gets). Two references are scored the same way:
 
-* ``copy_baseline``: frame t itself as the prediction of t+1 (a world model worth having beats it);
-* ``vq_reconstruction``: frame t+1 encoded and decoded by the checkpoint's VQGAN (the best the tokens allow).
+* ``copy_baseline``: frame t itself as the prediction of t+H (a world model worth having beats it);
+* ``vq_reconstruction``: frame t+H encoded and decoded by the checkpoint's VQGAN (the best the tokens allow).
 
 Metrics (:mod:`rynnvla_model.metrics`): PSNR and SSIM always, LPIPS with ``--lpips-weights`` (or torchvision's
 cached backbone file), FVD with ``--i3d``. FVD compares clips of ``--fvd-frames`` consecutive evaluated steps
-(predicted vs real frames t+1), one clip set per view.
+(predicted vs real frames t+H), one clip set per view.
 
-The world-model action of step t is the dataset's ``action`` row t transformed like the first step of the VLA
-target (:func:`rynnvla_model.data.samples.chunk_targets`): absolute for absolute dimensions, ``a_t - s_t`` for the
+The world-model action of step t is the dataset's ``action`` row t+H-1 transformed like a step of the VLA target
+(:func:`rynnvla_model.data.samples.world_model_action`): absolute for absolute dimensions, ``a - s_t`` for the
 relative ones, which come from the checkpoint's ``robot_io.json`` (``"relative": true`` joints) unless given.
 Both are in the dataset's units, the units of the checkpoint's ``norm_stats.json``.
 """
@@ -32,8 +33,9 @@ import numpy as np
 import torch
 
 from rynnvla_model import metrics
+from rynnvla_model.data import samples
 from rynnvla_model.data.lerobot_source import Frame, LeRobotSource, SourceKeys
-from rynnvla_model.data.samples import SPLIT_FILE, EpisodeSplit, SampleSpec, chunk_targets
+from rynnvla_model.data.samples import SPLIT_FILE, EpisodeSplit, SampleSpec
 from rynnvla_model.image_tokenizer import resize
 
 ROBOT_IO_FILE = "robot_io.json"
@@ -53,7 +55,7 @@ class EvalConfig:
     max_steps: int = 32
     """Evaluated steps per episode (0: all)."""
     stride: int = 1
-    """Dataset rows between evaluated steps (each step still predicts the very next row)."""
+    """Dataset rows between evaluated steps (each step still predicts the row H ahead)."""
     device: str = "auto"
     dtype: str | None = None
     views: tuple[str, ...] | None = None
@@ -137,16 +139,16 @@ def resolve_relative_dims(cfg: EvalConfig, robot_io: dict[str, Any] | None) -> t
 
 
 def world_model_action(
-    actions: np.ndarray, states: np.ndarray, row: int, stop: int, relative_dims: Sequence[int]
+    actions: np.ndarray, states: np.ndarray, row: int, stop: int, relative_dims: Sequence[int], horizon: int = 1
 ) -> np.ndarray:
-    """The world-model action of global ``row``: the first step of the VLA target there (training's transform)."""
-    spec = SampleSpec(time_horizon=1, relative_dims=tuple(relative_dims))
-    return chunk_targets(actions, states, row, stop, spec)[0]
+    """The world-model action of global ``row``: the VLA target ``horizon`` - 1 steps ahead (training's transform)."""
+    spec = SampleSpec(time_horizon=horizon, relative_dims=tuple(relative_dims), world_model_horizon=horizon)
+    return samples.world_model_action(actions, states, row, stop, spec)
 
 
-def step_rows(start: int, stop: int, stride: int, max_steps: int) -> list[int]:
-    """Global rows t of an episode [start, stop) that are evaluated (each needs the row t+1 in the episode)."""
-    rows = list(range(start, stop - 1, stride))
+def step_rows(start: int, stop: int, stride: int, max_steps: int, horizon: int = 1) -> list[int]:
+    """Global rows t of an episode [start, stop) that are evaluated (each needs the row t+horizon in the episode)."""
+    rows = list(range(start, stop - horizon, stride))
     return rows[:max_steps] if max_steps > 0 else rows
 
 
@@ -254,7 +256,7 @@ def predict_batch(policy: Any, batch: Sequence[_Pending], views: Sequence[str]) 
 
 
 def _save_sample(path: Path, step: _Pending, predicted: dict[str, np.ndarray], views: Sequence[str]) -> None:
-    """PNG: one row per view, columns frame t | predicted t+1 | real t+1."""
+    """PNG: one row per view, columns frame t | predicted t+H | real t+H."""
     from PIL import Image
 
     rows = [np.concatenate([step.current[v], predicted[v], step.real_next[v]], axis=1) for v in views]
@@ -314,7 +316,8 @@ def evaluate_world_model(cfg: EvalConfig, policy: Any = None) -> dict[str, Any]:
     tokenizer = policy.processor.image_tokenizer
 
     scores = {v: _ViewScores(lpips, i3d, cfg.fvd_frames) for v in views}
-    plan = {e: step_rows(*source.episode_range(e), cfg.stride, cfg.max_steps) for e in episodes}
+    horizon = int(getattr(policy.model.config, "world_model_horizon", 1))
+    plan = {e: step_rows(*source.episode_range(e), cfg.stride, cfg.max_steps, horizon) for e in episodes}
     total = sum(len(rows) for rows in plan.values())
     if total == 0:
         raise ValueError(f"episodes {episodes} have no step with a next frame to evaluate")
@@ -351,23 +354,23 @@ def evaluate_world_model(cfg: EvalConfig, policy: Any = None) -> dict[str, Any]:
         if not rows:
             continue
         stop = source.episode_range(episode)[1]
-        last = max(rows) + 1
+        last = max(rows) + horizon
         batch: list[_Pending] = []
-        previous: tuple[Frame, dict[str, np.ndarray]] | None = None
+        waiting: dict[int, tuple[Frame, dict[str, np.ndarray]]] = {}  # evaluated rows whose frame t+H is ahead
         for frame in source.episode_frames(episode):
             if frame.index > last:
                 break
-            if frame.index not in rows and frame.index - 1 not in rows:
-                previous = None
+            if frame.index not in rows and frame.index - horizon not in waiting:
                 continue
             images = {v: resize(getattr(frame, v), size) for v in views}
-            if previous is not None and previous[0].index == frame.index - 1 and previous[0].index in rows:
-                prev_frame, prev_images = previous
-                action = world_model_action(actions, states, prev_frame.index, stop, relative_dims)
-                batch.append(_Pending(episode, prev_frame.frame_index, prev_images, images, action))
+            if frame.index - horizon in waiting:
+                cur_frame, cur_images = waiting.pop(frame.index - horizon)
+                action = world_model_action(actions, states, cur_frame.index, stop, relative_dims, horizon)
+                batch.append(_Pending(episode, cur_frame.frame_index, cur_images, images, action))
                 if len(batch) == cfg.batch_size:
                     flush(batch, saved)
-            previous = (frame, images)
+            if frame.index in rows:
+                waiting[frame.index] = (frame, images)
         flush(batch, saved)
         for s in scores.values():
             s.end_clip()
@@ -391,6 +394,7 @@ def evaluate_world_model(cfg: EvalConfig, policy: Any = None) -> dict[str, Any]:
         "settings": {
             "max_steps_per_episode": cfg.max_steps,
             "stride": cfg.stride,
+            "world_model_horizon": horizon,
             "fvd_frames": cfg.fvd_frames,
             "batch_size": cfg.batch_size,
             "device": str(device),
@@ -408,8 +412,8 @@ def evaluate_world_model(cfg: EvalConfig, policy: Any = None) -> dict[str, Any]:
             "images",
             "lpips": f"{cfg.lpips_net} backbone, torchmetrics linear heads, inputs in [-1,1]; lower is better",
             "fvd": f"Frechet distance of I3D features of {cfg.fvd_frames}-step clips, frames resized to 224x224",
-            "copy_baseline": "frame t used as the prediction of frame t+1",
-            "vq_reconstruction": "frame t+1 through the checkpoint's VQGAN (encode + decode)",
+            "copy_baseline": f"frame t used as the prediction of frame t+{horizon}",
+            "vq_reconstruction": f"frame t+{horizon} through the checkpoint's VQGAN (encode + decode)",
         },
         "notes": notes,
     }

@@ -96,10 +96,14 @@ def ssim_per_image(pred: np.ndarray | torch.Tensor, target: np.ndarray | torch.T
     p, t = _pair(pred, target)
     if min(p.shape[-2:]) <= SSIM_WINDOW // 2:
         raise ValueError(f"SSIM needs images larger than {SSIM_WINDOW // 2} pixels, got {tuple(p.shape[-2:])}")
-    values = structural_similarity_index_measure(
-        p, t, gaussian_kernel=True, sigma=SSIM_SIGMA, data_range=1.0, k1=0.01, k2=0.03, reduction="none"
-    )
-    return values.reshape(-1).numpy().astype(np.float64)
+    values = [  # in chunks: torchmetrics keeps several full-size float copies of its inputs
+        structural_similarity_index_measure(
+            p[i : i + 64], t[i : i + 64], gaussian_kernel=True, sigma=SSIM_SIGMA, data_range=1.0, k1=0.01, k2=0.03,
+            reduction="none",
+        ).reshape(-1)
+        for i in range(0, len(p), 64)
+    ]  # fmt: skip
+    return torch.cat(values).numpy().astype(np.float64)
 
 
 def ssim(pred: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor) -> float:

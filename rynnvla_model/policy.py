@@ -117,6 +117,11 @@ class RynnVLAPolicy:
         return self.model.action_dim
 
     @property
+    def world_model_horizon(self) -> int:
+        """H: the frames :meth:`predict_next_frames` returns are H control steps after its inputs (1 by default)."""
+        return int(getattr(self.model.config, "world_model_horizon", 1))
+
+    @property
     def time_horizon(self) -> int:
         return self.model.time_horizon
 

@@ -7,7 +7,7 @@ and ``rynnvla-bringup <profile>`` runs the same nodes in one process (:mod:`rynn
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rynnvla_ros import topics
@@ -178,6 +178,9 @@ _CONTROLLER = NodeSpec(
         ("wrist/camera_info", topics.WRIST_CAMERA_INFO),
     ),
 )
+
+# In the so100 profile the twin starts with the block-in-circle task laid out (the default model's task).
+_TASK_CONTROLLER = replace(_CONTROLLER, params=(*_CONTROLLER.params, ("task_seed", "task_seed")))
 
 _AUTO_BOOL = (AUTO, "true", "false")
 _MODEL_ARGS = (
@@ -447,13 +450,19 @@ PROFILES: dict[str, Profile] = {
             description="SO100 arm: controller (real arm or MuJoCo twin), cameras (real hardware), the model's nodes",
             args=(
                 Arg("hardware", "sim", "real arm and cameras, or the MuJoCo twin", choices=("sim", "real")),
+                Arg(
+                    "task_seed",
+                    "-1",
+                    "sim: >= 0 starts with that block-in-circle layout, arm at the ready pose (-1: the scene's own)",
+                    type=int,
+                ),
                 *_CAMERA_ARGS,
                 *_ARM_ARGS,
                 *_MODEL_ARGS,
                 *_VIEW_ARGS,
             ),
             nodes=(
-                _CONTROLLER,
+                _TASK_CONTROLLER,
                 *_CAMERAS,
                 _POLICY,
                 _WORLD_MODEL,

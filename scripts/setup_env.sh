@@ -75,7 +75,7 @@ PTH
 
 # Installed files are symlinks to the sources, so only the build inputs and the list of files call for a new build;
 # editing a module does not.
-files=$(find rynnvla_ros rynnvla_model launch config sim -type f -not -path '*__pycache__*' 2>/dev/null | sort | md5sum)
+files=$(find rynnvla_ros rynnvla_model launch config sim models -type f -not -path '*__pycache__*' 2>/dev/null | sort | md5sum)
 if newer build CMakeLists.txt package.xml pyproject.toml msg srv cmake rynnvla_ros/executables.py \
     || [ "$files" != "$(cat "$VENV/.files-build" 2>/dev/null)" ]; then
   echo "[setup] building and installing the package (msg interfaces, Python packages, executables)"

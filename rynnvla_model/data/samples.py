@@ -5,8 +5,9 @@ t - (M-1)·stride … t (frames before the episode start are left out, as the re
 a_t … a_{t+K-1} (rows past the episode end repeat the last action). Dimensions in ``relative_dims`` are targets
 relative to the current state, a_{t+k} - s_t (the official SO100 option: joints 0-4 relative, gripper absolute).
 
-A *world-model sample* at row t holds the front (and wrist) frame t and the first action of the chunk (transformed
-the same way), and predicts the frames t+1. They are mixed in at ``world_model_ratio`` per VLA sample.
+A *world-model sample* at row t holds the front (and wrist) frame t and the action a_{t+H-1} (transformed the same
+way: relative dims minus s_t), and predicts the frames t+H, H = ``world_model_horizon`` (1, the release: the first
+action of the chunk and the next frame). They are mixed in at ``world_model_ratio`` per VLA sample.
 
 Episodes are split 90/10 (``val_fraction``) into training and validation sets; the split is saved as JSON
 (``{"train_episodes": [...], "val_episodes": [...]}``) beside the run so evaluation uses the same held-out episodes.
@@ -42,10 +43,15 @@ class SampleSpec:
     """Action dimensions predicted as deltas to the current state (they need state and action of equal width)."""
     world_model_ratio: float = 1.0
     """World-model samples per VLA sample (0 disables them; 1 is one of each per frame, as the release)."""
+    world_model_horizon: int = 1
+    """H: rows between a world-model sample's frame and the frame it predicts (at most K)."""
 
     def __post_init__(self) -> None:
         if self.history < 1 or self.history_stride < 1 or self.time_horizon < 1:
             raise ValueError("history, history_stride and time_horizon must be >= 1")
+        if not 1 <= self.world_model_horizon <= self.time_horizon:
+            h, k = self.world_model_horizon, self.time_horizon
+            raise ValueError(f"world_model_horizon must be in [1, K={k}], got {h}")
         if self.world_model_ratio < 0:
             raise ValueError(f"world_model_ratio must be >= 0, got {self.world_model_ratio}")
         if len(set(self.relative_dims)) != len(self.relative_dims) or any(d < 0 for d in self.relative_dims):
@@ -105,6 +111,11 @@ def chunk_targets(actions: np.ndarray, states: np.ndarray, row: int, stop: int, 
     return target
 
 
+def world_model_action(actions: np.ndarray, states: np.ndarray, row: int, stop: int, spec: SampleSpec) -> np.ndarray:
+    """(A,) the action of the world-model sample at ``row``: the chunk target H - 1 steps ahead."""
+    return chunk_targets(actions, states, row, stop, spec)[spec.world_model_horizon - 1]
+
+
 def history_rows(row: int, start: int, spec: SampleSpec) -> list[int]:
     """Rows of the history frames of a VLA sample at ``row`` (oldest first), none before the episode ``start``."""
     rows = [row - i * spec.history_stride for i in range(spec.history - 1, -1, -1)]
@@ -113,12 +124,12 @@ def history_rows(row: int, start: int, spec: SampleSpec) -> list[int]:
 
 def sample_refs(episode_ranges: Sequence[tuple[int, int]], spec: SampleSpec, seed: int = 0) -> list[SampleRef]:
     """VLA samples at every row of the episodes, plus ``world_model_ratio`` world-model samples per VLA sample
-    drawn (seeded, without replacement while they last) from the rows that have a next frame."""
+    drawn (seeded, without replacement while they last) from the rows that have a frame H rows later."""
     vla: list[SampleRef] = []
     wm_rows: list[int] = []
     for start, stop in episode_ranges:
         vla += [SampleRef(KIND_VLA, r) for r in range(start, stop)]
-        wm_rows += list(range(start, stop - 1))
+        wm_rows += list(range(start, stop - spec.world_model_horizon))
     n_wm = round(spec.world_model_ratio * len(vla))
     if n_wm == 0 or not wm_rows:
         return vla

@@ -42,6 +42,7 @@ class DataConfig:
         default_factory=list, metadata={"help": "action dims learned as deltas to the current state (SO100: 0 1 2 3 4)"}
     )
     world_model_ratio: float = _f(1.0, "world-model samples per VLA sample (0: VLA only)")
+    world_model_horizon: int = _f(1, "H: world-model samples predict the frames H rows ahead (from the action at H-1)")
     val_fraction: float = _f(0.1, "fraction of episodes held out for validation")
     split_seed: int = _f(0, "seed of the episode split and of the world-model sample draw")
     image_size: int = _f(256, "side of the square images the VQGAN tokenises")

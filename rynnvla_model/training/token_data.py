@@ -20,7 +20,14 @@ import numpy as np
 import torch
 
 from rynnvla_model.data.lerobot_source import LeRobotSource
-from rynnvla_model.data.samples import KIND_VLA, SampleRef, SampleSpec, chunk_targets, history_rows
+from rynnvla_model.data.samples import (
+    KIND_VLA,
+    SampleRef,
+    SampleSpec,
+    chunk_targets,
+    history_rows,
+    world_model_action,
+)
 from rynnvla_model.processor import RynnVLAProcessor
 from rynnvla_model.sequences import TokenSample, pad_batch
 
@@ -203,7 +210,10 @@ class TokenDataset(torch.utils.data.Dataset):
             grids = self._grids(history_rows(row, int(self._starts[row]), self.spec))
             task = self._tasks[int(self._episode[row])]
             return self.builder.vla_sample(task, state, grids, self.chunk(index))
-        return self.builder.world_model_sample(self._grids([row]), self.chunk(index)[0], self._grids([row + 1]))
+        action = world_model_action(self.actions, self.states, row, int(self._stops[row]), self.spec)
+        return self.builder.world_model_sample(
+            self._grids([row]), action, self._grids([row + self.spec.world_model_horizon])
+        )
 
 
 @dataclass

@@ -74,7 +74,28 @@ def spec_of(cfg: RunConfig) -> SampleSpec:
         use_state=d.use_state,
         relative_dims=tuple(d.relative_dims),
         world_model_ratio=d.world_model_ratio,
+        world_model_horizon=d.world_model_horizon,
     )
+
+
+def robot_io_path(cfg: RunConfig) -> Path:
+    """The robot_io.json copied beside every checkpoint: ``model.robot_io``, else the dataset's."""
+    return Path(cfg.model.robot_io or Path(cfg.data.root) / ROBOT_IO_FILE)
+
+
+def check_robot_io(cfg: RunConfig) -> None:
+    """ValueError when the robot_io.json's relative joints are not ``data.relative_dims`` (the deployed model would
+    turn its actions into targets differently from how it learned them)."""
+    path = robot_io_path(cfg)
+    if not path.is_file():
+        return
+    joints = json.loads(path.read_text(encoding="utf-8")).get("joints", [])
+    relative = [i for i, j in enumerate(joints) if j.get("relative", False)]
+    if relative != sorted(cfg.data.relative_dims):
+        raise ValueError(
+            f"{path} has relative joints {relative} but data.relative_dims is {sorted(cfg.data.relative_dims)}; "
+            "make them agree (or give another model.robot_io)"
+        )
 
 
 def training_stats(source: LeRobotSource, episodes: list[int], spec: SampleSpec) -> NormStats:
@@ -140,6 +161,7 @@ def build_model_and_processor(
     else:
         model, processor = from_pretrained(m.init, dtype=torch.float32)
         processor = with_norm_stats(processor, stats, d.use_state)
+    model.config.world_model_horizon = d.world_model_horizon  # saved with the model: what its frames predict
     if model.action_dim != action_dim or model.time_horizon != d.time_horizon:
         raise ValueError(
             f"the model predicts {model.time_horizon} x {model.action_dim} actions, the data gives "
@@ -206,6 +228,7 @@ class Trainer:
         keys = SourceKeys(front=d.front_key, wrist=d.wrist_key or None, state=d.state_key, action=d.action_key)
         self.source = LeRobotSource(d.root, keys)
         self.spec = spec_of(cfg)
+        check_robot_io(cfg)
         self.out.mkdir(parents=True, exist_ok=True)
         if self.info.is_main:
             cfg.save(self.out)
@@ -297,7 +320,7 @@ class Trainer:
         model = dist_utils.unwrap(self.model)
         save_pretrained(model, self.processor, directory, state_dict=state)
         self.split.save(directory / SPLIT_FILE)
-        robot_io = Path(self.cfg.model.robot_io or Path(self.cfg.data.root) / ROBOT_IO_FILE)
+        robot_io = robot_io_path(self.cfg)
         if robot_io.is_file():
             shutil.copyfile(robot_io, directory / ROBOT_IO_FILE)
 

@@ -124,7 +124,7 @@ def world_model_image_metrics(
         preds += processor.decode_images(answer_ids)
         recons += processor.decode_images(label_ids)
         row = dataset.refs[i].row
-        truths += [processor.image_tokenizer.resize(img) for img in frames(row + 1)]
+        truths += [processor.image_tokenizer.resize(img) for img in frames(row + dataset.spec.world_model_horizon)]
         currents += [processor.image_tokenizer.resize(img) for img in frames(row)]
     model.train()
     p, t, r, c = (np.stack(x) for x in (preds, truths, recons, currents))

@@ -13,7 +13,9 @@ folder to ``rynnvla-train --model.vqgan``) and ``<output>/metrics.json``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
 import sys
 
 import numpy as np
@@ -39,12 +41,16 @@ def load_frames(source: LeRobotSource, episodes: list[int], size: int, stride: i
     return np.stack(images)
 
 
-def make_vqgan(preset: str, codebook_size: int) -> VQGAN:
-    """A fresh VQGAN of ``preset`` (tiny or small) with ``codebook_size`` codes."""
+def make_vqgan(preset: str, codebook_size: int, downsample_factor: int = 16, channels: int = 0) -> VQGAN:
+    """A fresh VQGAN of ``preset`` (tiny or small) with ``codebook_size`` codes, ``downsample_factor`` x fewer
+    tokens per side than pixels and ``channels`` base channels (0: the preset's)."""
     configs = {"tiny": VQGANConfig.tiny, "small": VQGANConfig.small}
     if preset not in configs:
         raise ValueError(f"--preset must be one of {sorted(configs)}, got {preset!r}")
-    return VQGAN(configs[preset](n_embed=codebook_size))
+    config = configs[preset](n_embed=codebook_size, downsample_factor=downsample_factor)
+    if channels:
+        config = dataclasses.replace(config, ch=channels, num_groups=math.gcd(config.num_groups, channels))
+    return VQGAN(config)
 
 
 @torch.no_grad()
@@ -92,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=64, help="square side the frames are resized to")
     p.add_argument("--preset", default="small", help="tiny | small")
     p.add_argument("--codebook-size", type=int, default=256, help="number of codes")
+    p.add_argument("--downsample", type=int, default=16, help="pixels per token side (small: 8 or 16)")
+    p.add_argument("--channels", type=int, default=0, help="base channels of the encoder/decoder (0: the preset's)")
     p.add_argument("--steps", type=int, default=2000, help="optimizer steps")
     p.add_argument("--batch-size", type=int, default=32, help="images per step")
     p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (cosine to 10%% of it)")
@@ -114,7 +122,7 @@ def train_vq(args: argparse.Namespace) -> dict[str, float]:
     split = split_episodes(source.num_episodes, args.val_fraction, args.seed)
     train = load_frames(source, split.train_episodes, args.image_size, args.frame_stride)
     val = load_frames(source, split.val_episodes or split.train_episodes[:1], args.image_size, args.frame_stride)
-    vqgan = make_vqgan(args.preset, args.codebook_size).to(device).train()
+    vqgan = make_vqgan(args.preset, args.codebook_size, args.downsample, args.channels).to(device).train()
     optimizer = torch.optim.Adam(vqgan.parameters(), lr=args.lr, betas=(0.5, 0.9))
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.steps, eta_min=0.1 * args.lr)
     rng = np.random.default_rng(args.seed)
@@ -136,8 +144,8 @@ def train_vq(args: argparse.Namespace) -> dict[str, float]:
             restart_dead_codes(vqgan, usage, z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]))
             usage.zero_()
         bar.set_postfix(recon=f"{float(recon.detach()):.4f}", vq=f"{float(q.loss.detach()):.4f}")
-    metrics = evaluate(vqgan, val, device) | {"train_images": len(train), "val_images": len(val), "steps": args.steps}
-    out_dir = vqgan.cpu().save(args.output)
+    out_dir = vqgan.cpu().save(args.output)  # before the validation: a failure there keeps the trained weights
+    metrics = evaluate(vqgan, val, "cpu") | {"train_images": len(train), "val_images": len(val), "steps": args.steps}
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 

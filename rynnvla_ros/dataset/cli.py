@@ -14,10 +14,14 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rynnvla_model.data.lerobot_io import DatasetExistsError, parse_image_size
 from rynnvla_model.data.report import ConversionReport
 from rynnvla_ros import topics
+
+if TYPE_CHECKING:
+    from rynnvla_ros.dataset.units import JointUnits
 
 
 def _camera(text: str) -> tuple[str, str]:
@@ -74,7 +78,11 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--state-max-age", type=float, default=0.1, help="seconds before a state counts as stale")
     b.add_argument("--action-max-age", type=float, default=0.1, help="seconds before an action counts as stale")
     b.add_argument("--camera-max-age", type=float, default=0.1, help="seconds before another camera's image is stale")
-    b.add_argument("--fps", type=int, help="dataset frame rate (default: the reference camera's, rounded)")
+    b.add_argument(
+        "--fps",
+        type=int,
+        help="dataset frame rate (default: the reference camera's, rounded); lower: the camera's frames subsampled",
+    )
     b.add_argument("--unit", choices=("deg", "rad"), default="deg", help="joint unit in the dataset (default deg)")
     b.add_argument("--gripper-joint", help="joint stored as 0-100 percent of --gripper-range (LeRobot SO100 style)")
     b.add_argument(
@@ -93,6 +101,13 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--task", help="task text (default for episodes without one from the episode or task topic)")
     b.add_argument("--task-topic", help=f"std_msgs/String task topic (the recorder publishes {topics.TASK})")
     b.add_argument("--robot-type", default="so100", help="robot type recorded in the dataset")
+    b.add_argument(
+        "--relative-joints",
+        nargs="*",
+        default=[],
+        help="joints whose actions the model learns as deltas to the state; written to DATASET/robot_io.json "
+        "(train with data.relative_dims = their indices; SO100's official option: every joint but the gripper)",
+    )
 
     lib = sub.add_parser("libero", help="LIBERO HDF5 demos -> LeRobot dataset", description="LIBERO -> LeRobot")
     lib.add_argument("inputs", nargs="+", type=Path, help="LIBERO *.hdf5 files or folders of them")
@@ -139,7 +154,39 @@ def _bags(args: argparse.Namespace) -> ConversionReport:
     )
     if args.camera:
         config.cameras = dict(args.camera)
-    return BagConverter(config, args.output, args.overwrite, not args.no_stats).convert(args.inputs)
+    report = BagConverter(config, args.output, args.overwrite, not args.no_stats).convert(args.inputs)
+    if report.written_frames:
+        write_robot_io(args.output, config.units, args.relative_joints)
+    return report
+
+
+def write_robot_io(root: Path, units: JointUnits, relative: list[str]) -> Path | None:
+    """``root/robot_io.json`` for a joint-space dataset (state and action name the same joints): the dataset's units,
+    its frame period as the control period, its cameras, ``relative`` joints as deltas. None for other actions."""
+    import json
+    import math
+
+    from rynnvla_ros.inference.robot_io import ROBOT_IO_FILE, JointMap, RobotIO
+
+    info = json.loads((Path(root) / "meta" / "info.json").read_text())
+    features = info["features"]
+    names = list(features["observation.state"]["names"])
+    if list(features["action"]["names"]) != names:
+        return None
+    unknown = sorted(set(relative) - set(names))
+    if unknown:
+        raise ValueError(f"--relative-joints {', '.join(unknown)} are not among the dataset's joints {names}")
+    joints = []
+    for name in names:
+        if name == units.gripper_joint:
+            lo, hi = units.gripper_range  # type: ignore[misc]
+            scale, offset = 100.0 / (hi - lo), -100.0 * lo / (hi - lo)
+        else:
+            scale, offset = (180.0 / math.pi if units.unit == "deg" else 1.0), 0.0
+        joints.append(JointMap(name, scale, offset, name in relative))
+    cameras = tuple(c for c in ("front", "wrist") if f"observation.images.{c}" in features)
+    io = RobotIO(tuple(joints), control_period=1.0 / float(info["fps"]), cameras=cameras)
+    return io.save(Path(root) / ROBOT_IO_FILE)
 
 
 def _libero(args: argparse.Namespace) -> ConversionReport:

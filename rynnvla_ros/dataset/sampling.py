@@ -78,6 +78,20 @@ def reference_gaps(times: np.ndarray, fps: float, factor: float = 1.5) -> list[t
     return [(int(t[i]), int(d[i])) for i in np.flatnonzero(d > limit)]
 
 
+def subsample(times: np.ndarray, fps: float) -> np.ndarray:
+    """Mask of the frames kept at ``fps``: for each tick of a 1/fps grid from the first frame, the frame nearest to
+    it (each frame at most once). When the frames come at most 10 % faster than ``fps`` all are kept."""
+    t = np.asarray(times, dtype=np.int64)
+    if t.size < 2 or estimate_fps(t) <= 1.1 * fps:
+        return np.ones(t.shape, bool)
+    ticks = np.arange(int(t[0]), int(t[-1]) + 1, round(NS / fps), dtype=np.int64)
+    after = np.clip(np.searchsorted(t, ticks), 1, t.size - 1)
+    nearest = np.where(ticks - t[after - 1] <= t[after] - ticks, after - 1, after)
+    keep = np.zeros(t.shape, bool)
+    keep[nearest] = True
+    return keep
+
+
 def estimate_fps(times: np.ndarray) -> float:
     """Frame rate from the median interval of ``times`` (ns); a ValueError below two distinct times."""
     t = np.unique(np.asarray(times, dtype=np.int64))

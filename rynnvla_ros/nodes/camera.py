@@ -107,9 +107,10 @@ class CameraNode(Node):
         self._last_status = status
         log = self.get_logger()
         failing = not self.source.is_open and not self.source.finished
-        (log.warning if failing else log.info)(
-            status + (f"; retrying every {self.retry_period:g} s" if failing else "")
-        )
+        if failing:  # rclpy: one severity per call site
+            log.warning(f"{status}; retrying every {self.retry_period:g} s")
+        else:
+            log.info(status)
 
     def close(self) -> None:
         """Release the capture device."""

@@ -343,7 +343,10 @@ class RecorderNode(Node):
                 f"the recorder's subscription queues before it took them (raise queue_depth)"
             )
         log = self.get_logger()
-        (log.error if result.summary.error or not result.summary.readable or missed else log.info)(message)
+        if result.summary.error or not result.summary.readable or missed:
+            log.error(message)  # rclpy: one severity per call site
+        else:
+            log.info(message)
         return message
 
     # ------------------------------------------------------------------------------------------ outputs

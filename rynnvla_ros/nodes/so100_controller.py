@@ -55,6 +55,8 @@ Parameters:
   initial_positions (float[6])    joint positions the simulated arm starts in (rad; default: folded rest pose)
   task_positions (float[6])       where ~/reset_task puts the arm (rad; default: ready pose above the table)
   task_state_period (float, 0.1)  s between task_state messages
+  task_seed (int, -1)             >= 0: the first control tick lays the task out from this seed (as ~/reset_task);
+                                  -1: the scene's own layout and initial_positions
   real arm (hardware real):
   port (str, "/dev/ttyACM0")      serial port of the follower arm's bus
   robot_id (str, "so100_follower")      LeRobot robot id: the calibration file is <calibration_dir>/<robot_id>.json
@@ -147,6 +149,7 @@ class So100ControllerNode(Node):
         self.create_service(Trigger, "~/reset", self._on_reset, callback_group=inputs)
         control = MutuallyExclusiveCallbackGroup()  # a task reset must not interleave with a control tick
         self.task_positions = np.asarray(p["task_positions"], dtype=float)
+        self._start_seed = int(p["task_seed"]) if p["hardware"] == "sim" and p["task_seed"] >= 0 else None
         if p["hardware"] == "sim":
             if self.task_positions.shape != (desc.N_JOINTS,):
                 raise ValueError(f"task_positions needs {desc.N_JOINTS} values, got {self.task_positions.size}")
@@ -202,6 +205,7 @@ class So100ControllerNode(Node):
             "initial_positions": list(desc.REST_POSITIONS),
             "task_positions": list(desc.READY_POSITIONS),
             "task_state_period": 0.1,
+            "task_seed": -1,
             "port": "/dev/ttyACM0",
             "robot_id": "so100_follower",
             "calibration_dir": "",
@@ -222,6 +226,10 @@ class So100ControllerNode(Node):
         now = self._now()
         if reading is None:
             self.controller.check_state(now)  # notices a lost state; nothing is sent
+            return
+        if self._start_seed is not None:  # the simulation runs: lay the task out, start from the next reading
+            seed, self._start_seed = self._start_seed, None
+            self._on_reset_task(TaskReset.Request(seed=seed), TaskReset.Response())
             return
         self.control_rate.tick(time.monotonic())
         self.controller.on_state(now, reading.positions)
@@ -294,7 +302,10 @@ class So100ControllerNode(Node):
     def _report(self, what: str, verdict, dry_run: bool = False) -> None:
         log = self.get_logger()
         if verdict.accepted:
-            (log.warning if "clipped" in verdict.message else log.debug)(f"{what}: {verdict.message}")
+            if "clipped" in verdict.message:  # rclpy: one severity per call site
+                log.warning(f"{what}: {verdict.message}")
+            else:
+                log.debug(f"{what}: {verdict.message}")
             return
         if dry_run:
             log.debug(f"{what}: {verdict.message}")

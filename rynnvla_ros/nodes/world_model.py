@@ -3,8 +3,10 @@
 With ``trigger`` chunk, every new ActionChunk is a request at its observation time t = header.stamp; with trigger
 rate, a timer makes a request at ``rate`` Hz at the time t of the newest front frame, using the newest chunk. For a
 request the node takes the front (and wrist) frames and the joint state nearest t (each within ``max_age`` of t),
-the chunk row due at t (row 0 for a fresh chunk), converts that absolute joint target back to the model's action
-vector with the robot I/O mapping (relative dimensions minus the joint state at t), and predicts the next frames.
+the chunk row due at t + (H - 1) control steps (H: the checkpoint's ``world_model_horizon``, 1 for the release's
+models: the row due at t, row 0 for a fresh chunk), converts that absolute joint target back to the model's action
+vector with the robot I/O mapping (relative dimensions minus the joint state at t), and predicts the frames H steps
+after t.
 Prediction runs on its own thread on the newest request only (requests arriving meanwhile replace each other and
 are counted as dropped). dry_run chunks are used too: the predictions are for display.
 
@@ -20,7 +22,7 @@ Topics (relative names; launch profiles remap them to rynnvla_ros.topics):
   action_chunk               rynnvla_ros/ActionChunk  in: joint_positions or joint_deltas (eef_delta_gripper
                                                  with a robot I/O of that action space: LIBERO)
   predicted/front/image_raw  sensor_msgs/Image   out: rgb8 at the model's image size, header.stamp = the time
-                                                 predicted, stamp + (start_step + row + 1) * dt; frame_id of the
+                                                 predicted, stamp + (start_step + row + H) * dt; frame_id of the
                                                  source camera
   predicted/wrist/image_raw  sensor_msgs/Image   out, when the model uses the wrist camera
   /diagnostics               diagnostic_msgs/DiagnosticArray  out: predictions, rate, prediction time, drops,
@@ -200,11 +202,12 @@ class WorldModelNode(Node):
         msgs = {c: self._nearest(self.frames[c], req.t, f"{c}_image") for c in self.io.cameras}
         try:
             images = {c: model_image(m, self.image_size)[0] for c, m in msgs.items()}
-            action = req.chunk.model_action(row, self.io, q)
+            ahead = row + self.model.world_model_horizon - 1  # the action due just before the predicted frames
+            action = req.chunk.model_action(min(ahead, req.chunk.horizon - 1), self.io, q)
         except (ChunkError, ImageConversionError) as exc:
             raise Rejected("bad_input", str(exc)) from None
         result = self.model.predict_next_frames(images["front"], images.get("wrist"), action)
-        stamp = to_stamp(req.chunk.next_frame_time(row))
+        stamp = to_stamp(req.chunk.next_frame_time(ahead))
         for camera, rgb in zip(self.io.cameras, result.images, strict=True):
             out = array_to_image(np.ascontiguousarray(rgb), "rgb8")
             out.header.stamp = stamp

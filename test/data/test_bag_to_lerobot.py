@@ -31,6 +31,7 @@ from rynnvla_model.data.lerobot_source import LeRobotSource
 from rynnvla_ros.dataset.bag_index import BagConfig
 from rynnvla_ros.dataset.bag_to_lerobot import BagConverter
 from rynnvla_ros.dataset.cli import main as cli_main
+from rynnvla_ros.dataset.sampling import subsample
 from rynnvla_ros.dataset.units import JointUnits
 
 
@@ -286,3 +287,31 @@ def test_a_stopped_bag_keeps_the_episodes_already_written(tmp_path: Path, monkey
     source = _parquet(tmp_path / "ds")
     assert [source.task_of(e) for e in range(source.num_episodes)] == ["first", "first", "second"]
     assert report.video_check == []
+
+
+def test_a_lower_fps_subsamples_the_reference_frames(tmp_path: Path) -> None:
+    spec, truth = demo_bag(stale_gap=False, late=False)
+    bag = spec.write(tmp_path / "bag")
+    report = _convert([bag], tmp_path / "ds", fps=10)
+    assert report.ok, report.summary()
+    source = _parquet(tmp_path / "ds")
+    rows = {r["time"]: r for r in expected_rows(truth)}
+    assert source.fps == 10 and 0 < len(source) <= len(rows) / 3 + 1
+    times = np.array(sorted(f[0] for f in truth.front))
+    kept = times[subsample(times, 10)]
+    expected = [rows[t]["state"] for t in kept if t in rows]
+    np.testing.assert_allclose(source.states(), np.degrees(np.array(expected)), rtol=1e-6)
+
+
+def test_cli_writes_the_robot_io_of_a_joint_dataset(tmp_path: Path) -> None:
+    from rynnvla_ros.inference.robot_io import RobotIO
+
+    bag = _short_bag(tmp_path / "bag")
+    out = tmp_path / "ds"
+    args = ["bags", str(bag), "-o", str(out), "--task", "t", "--no-videos", "--fps", "10"]
+    assert cli_main([*args, "--relative-joints", JOINTS[0], JOINTS[1]]) == 0
+    io = RobotIO.load(out)
+    assert io.names == JOINTS and io.relative_mask.tolist() == [True, True, False]
+    assert io.control_period == pytest.approx(0.1) and io.cameras == ("front", "wrist")
+    q = np.array([0.1, -0.2, 0.3])
+    np.testing.assert_allclose(io.to_model_state(q), np.degrees(q))  # the dataset's degrees

@@ -9,7 +9,7 @@ from bag_builder import T, action_chunk, joint_state
 from rynnvla_model.data.lerobot_io import parse_image_size
 from rynnvla_ros.dataset import extract
 from rynnvla_ros.dataset.episodes import BOOL, INT_TYPES, STRING, parse_command, segments
-from rynnvla_ros.dataset.sampling import Stream, estimate_fps, reference_gaps, sample_asof
+from rynnvla_ros.dataset.sampling import Stream, estimate_fps, reference_gaps, sample_asof, subsample
 from rynnvla_ros.dataset.units import JointUnits
 
 
@@ -107,3 +107,12 @@ def test_parse_image_size() -> None:
     for bad in ("0", "axb", "1x2x3"):
         with pytest.raises(ValueError):
             parse_image_size(bad)
+
+
+def test_subsample_keeps_the_frame_nearest_each_tick() -> None:
+    ms = 1_000_000
+    times = np.array([0, 33, 67, 95, 133, 167, 240, 267, 300, 333], dtype=np.int64) * ms  # 30 Hz, 200 ms missing
+    kept = subsample(times, 10)
+    assert (times[kept] // ms).tolist() == [0, 95, 167, 300]  # 200 ms: the nearer of 167 and 240
+    assert subsample(times, 30).all()  # at (or near) the camera's rate every frame is kept
+    assert subsample(times[:1], 10).tolist() == [True]

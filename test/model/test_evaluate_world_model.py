@@ -118,6 +118,14 @@ def test_world_model_action_is_the_first_vla_target_step() -> None:
     assert ewm.step_rows(10, 16, 2, 2) == [10, 12]
 
 
+def test_a_world_model_horizon_takes_the_action_due_before_the_predicted_frame() -> None:
+    actions = np.array([[10.0, 20.0, 1.0], [11.0, 21.0, 0.0], [12.0, 24.0, 1.0]])
+    states = np.array([[9.0, 15.0, 0.5], [10.0, 16.0, 0.5], [11.0, 17.0, 0.5]])
+    # H = 2 from row 0: the target of row 1, relative dims minus the state at row 0
+    np.testing.assert_allclose(ewm.world_model_action(actions, states, 0, 3, (0, 1), horizon=2), [2.0, 6.0, 0.0])
+    assert ewm.step_rows(10, 16, 1, 0, horizon=3) == [10, 11, 12]  # each needs the row 3 ahead in the episode
+
+
 # ------------------------------------------------------------------------------------------- end to end
 def _expected_copy_psnr(dataset: Path, episodes: list[int], steps: int, view_key: str) -> float:
     """Mean PSNR of resized frame t vs t+1, computed here with numpy from the decoded dataset frames."""

@@ -103,3 +103,12 @@ def test_help_lists_every_field() -> None:
     for flag in ("--data.root", "--data.relative_dims", "--model.init", "--optim.warmup_steps", "--train.strategy",
                  "--train.resume", "--train.save_every"):  # fmt: skip
         assert flag in text
+
+
+def test_world_model_samples_need_the_frame_h_rows_ahead() -> None:
+    spec = SampleSpec(time_horizon=4, world_model_ratio=1.0, world_model_horizon=3)
+    refs = sample_refs([(0, 10), (10, 15)], spec, seed=0)
+    wm_rows = {r.row for r in refs if r.kind == KIND_WORLD_MODEL}
+    assert wm_rows == set(range(0, 7)) | set(range(10, 12))  # every row with t + 3 inside its episode
+    with pytest.raises(ValueError, match="world_model_horizon"):
+        SampleSpec(time_horizon=4, world_model_horizon=5)

@@ -151,3 +151,11 @@ def test_clear_errors(data: tuple[Path, Path], tmp_path: Path, capsys: pytest.Ca
     with pytest.raises(SystemExit):
         trainer.main(["--optim.lr", "fast"])
     assert "optim.lr" in capsys.readouterr().err
+
+
+def test_relative_dims_must_match_the_robot_io(data: tuple[Path, Path], tmp_path: Path, capsys) -> None:
+    io = tmp_path / "robot_io.json"
+    io.write_text(json.dumps({"joints": [{"name": "a", "relative": True}, {"name": "b", "relative": False}]}))
+    args = [*base_args(data, tmp_path / "run", 1), "--model.robot_io", str(io)]
+    assert trainer.main([*args, "--data.relative_dims", "1"]) == 2
+    assert "relative joints [0] but data.relative_dims is [1]" in capsys.readouterr().err
