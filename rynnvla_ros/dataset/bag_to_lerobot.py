@@ -2,14 +2,15 @@
 
 Frames
     One candidate frame per message of the reference camera, at its time (receive time, or ``header.stamp`` with
-    ``time_source="header"``); with an ``fps`` below the camera's rate, the message nearest each tick of a 1/fps
-    grid (a 30 Hz camera gives a 10 fps dataset). Every other stream is sampled causally: its latest message at or
-    before the frame time, never a later one. A frame is dropped, with its reasons counted in the report, when a
-    stream has no such message (``no_state``, ``no_action``, ``no_image:<cam>``), when that message is older than
-    the stream's max age (``stale_*``), when the reference time repeats (``duplicate_reference_time``), when an
-    image cannot be decoded (``corrupt_image:<cam>``) or when the frame lies outside every episode
-    (``outside_episode``, ``discarded_episode``). Dataset timestamps are ``frame_index / fps`` (LeRobot's
-    convention); gaps in the reference stream and dropped frames are listed per episode in the report.
+    ``time_source="header"``); with a given ``fps`` below the camera's rate, the message nearest each tick of a
+    1/fps grid (a 30 Hz camera gives a 10 fps dataset; without one, every frame). Every other stream is sampled
+    causally: its latest message at or before the frame time, never a later one. A frame is dropped, with its
+    reasons counted in the report, when a stream has no such message (``no_state``, ``no_action``,
+    ``no_image:<cam>``), when that message is older than the stream's max age (``stale_*``), when the reference time
+    repeats (``duplicate_reference_time``), when an image cannot be decoded (``corrupt_image:<cam>``) or when the
+    frame lies outside every episode (``outside_episode``, ``discarded_episode``). Dataset timestamps are
+    ``frame_index / fps`` (LeRobot's convention); gaps in the reference stream and dropped frames are listed per
+    episode in the report.
 Features
     ``observation.images.<camera>`` (RGB; mp4 via pyav, or PNG images), ``observation.state`` (the state joints)
     and ``action`` (the action source's values for the same joints, or the Cartesian ActionChunk dimensions), in the
@@ -65,7 +66,7 @@ class _Plan:
     def __init__(self, index: BagIndex, config: BagConfig, fps: float) -> None:
         self.index, self.config = index, config
         ref = index.images[config.reference].stream()
-        kept = subsample(ref.times, fps)
+        kept = subsample(ref.times, fps) if config.fps is not None else np.ones(ref.times.shape, bool)
         times, ref_idx = ref.times[kept], ref.indices[kept]
         self.times = times
         reasons: dict[str, np.ndarray] = {}
@@ -153,7 +154,7 @@ class BagConverter:
         plan = _Plan(index, self.config, self.fps)
         source = self.report.sources[str(bag)]
         source.update(reference_gaps=len(plan.gaps), reference_fps=None if rate is None else round(rate, 2))
-        if rate is not None and rate < 0.9 * self.fps:
+        if rate is not None and (rate < 0.9 * self.fps or (self.config.fps is None and rate > 1.1 * self.fps)):
             source["warning"] = f"reference camera at {rate:.1f} Hz but the dataset has {self.fps} fps"
         segs = self._segments(index)
         tasks = [self._task(index, seg, plan) for seg in segs]
