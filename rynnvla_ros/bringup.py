@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rynnvla_ros.profiles import PACKAGE, PROFILES, NodeSpec, Profile, get_profile
 
@@ -114,10 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import rclpy
 
-    from rynnvla_ros.node_runner import node_class, spin_nodes
+    from rynnvla_ros.node_runner import spin_nodes
 
     rclpy.init(args=[])
-    nodes = []
     active = profile.active_nodes(values)
     own = [s for s in active if s.package == PACKAGE]
     for spec in active:
@@ -128,26 +128,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-    children: list[subprocess.Popen] = []
     try:
-        for spec in own:
-            cls = node_class(spec.executable)
-            options = node_options(profile, spec, values, config_dir)
-            if getattr(cls, "OWN_PROCESS", False):
-                children.append(start_child(spec, options))
-                print(f"rynnvla-bringup: {spec.name} runs in its own process (pid {children[-1].pid})", flush=True)
-            else:
-                nodes.append(cls(**options))
+        nodes, by_name = start_nodes(profile, values, own, config_dir)
     except Exception as exc:
-        stop_children(children)
         print(f"rynnvla-bringup: cannot start {profile.name}: {exc}", file=sys.stderr)
-        for node in nodes:
-            close = getattr(node, "close", None)
-            if close is not None:
-                close()
-            node.destroy_node()
         rclpy.shutdown()
         return 1
+    for name, child in by_name.items():
+        print(f"rynnvla-bringup: {name} runs in its own process (pid {child.pid})", flush=True)
+    children = list(by_name.values())
     if not nodes and not children:
         print(f"rynnvla-bringup: no node of {profile.name} is active for these arguments", file=sys.stderr)
         rclpy.shutdown()
@@ -169,6 +158,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         stop_children(children)
     return 0
+
+
+def start_nodes(
+    profile: Profile,
+    values: dict[str, str],
+    specs: Sequence[NodeSpec],
+    config_dir: Path,
+    params: dict[str, dict[str, Any]] | None = None,
+    context: Any = None,
+) -> tuple[list[Any], dict[str, subprocess.Popen]]:
+    """Create the nodes of ``specs`` in this process (in ``context``, rclpy's default when None) and start those
+    whose class sets ``OWN_PROCESS`` as child processes; ``params``: extra parameters by node name. Returns the
+    nodes and the children by node name; on an error, closes what started and raises it."""
+    from rclpy.parameter import Parameter
+
+    from rynnvla_ros.node_runner import close_nodes, node_class
+
+    nodes: list[Any] = []
+    children: dict[str, subprocess.Popen] = {}
+    try:
+        for spec in specs:
+            cls = node_class(spec.executable)
+            options = node_options(profile, spec, values, config_dir)
+            extra = (params or {}).get(spec.name, {})
+            options["parameter_overrides"] += [Parameter(k, value=v) for k, v in extra.items()]
+            if getattr(cls, "OWN_PROCESS", False):
+                children[spec.name] = start_child(spec, options)
+            else:
+                nodes.append(cls(**options) if context is None else cls(context=context, **options))
+    except Exception:
+        stop_children(list(children.values()))
+        close_nodes(nodes)
+        raise
+    return nodes, children
 
 
 def start_child(spec: NodeSpec, options: dict) -> subprocess.Popen:

@@ -28,6 +28,15 @@ def node_class(executable: str) -> type[Node]:
         raise ValueError(f"no executable {executable!r} in rynnvla_ros (have: {', '.join(sorted(NODES))})") from None
 
 
+def close_nodes(nodes: Sequence[Node]) -> None:
+    """Close (when the class has ``close``) and destroy ``nodes``, the last first."""
+    for node in reversed(nodes):
+        close = getattr(node, "close", None)
+        if close is not None:
+            close()
+        node.destroy_node()
+
+
 def spin_nodes(nodes: Sequence[Node], threads: int | None = None) -> None:
     """Spin ``nodes`` until shutdown (Ctrl-C or SIGTERM); then destroy them.
 
@@ -49,11 +58,7 @@ def spin_nodes(nodes: Sequence[Node], threads: int | None = None) -> None:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        for node in nodes:
-            close = getattr(node, "close", None)
-            if close is not None:
-                close()
-            node.destroy_node()
+        close_nodes(nodes)
         executor.shutdown(timeout_sec=1.0)
         if rclpy.ok():
             rclpy.shutdown()

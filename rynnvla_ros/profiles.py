@@ -179,7 +179,7 @@ _CONTROLLER = NodeSpec(
     ),
 )
 
-# In the so100 profile the twin starts with the block-in-circle task laid out (the default model's task).
+# In the so100 profile the twin can start with the block-in-circle task laid out (argument task_seed).
 _TASK_CONTROLLER = replace(_CONTROLLER, params=(*_CONTROLLER.params, ("task_seed", "task_seed")))
 
 _AUTO_BOOL = (AUTO, "true", "false")

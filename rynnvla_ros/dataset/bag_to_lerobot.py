@@ -66,8 +66,10 @@ class _Plan:
     def __init__(self, index: BagIndex, config: BagConfig, fps: float) -> None:
         self.index, self.config = index, config
         ref = index.images[config.reference].stream()
-        kept = subsample(ref.times, fps) if config.fps is not None else np.ones(ref.times.shape, bool)
-        times, ref_idx = ref.times[kept], ref.indices[kept]
+        times, ref_idx = ref.times, ref.indices
+        if config.fps is not None:  # an explicit rate below the camera's thins its frames
+            kept = subsample(times, fps)
+            times, ref_idx = times[kept], ref_idx[kept]
         self.times = times
         reasons: dict[str, np.ndarray] = {}
         dup = np.zeros(times.shape, bool)

@@ -16,7 +16,6 @@ and ``videos/*.mp4`` of the chosen episodes (front | wrist | predicted front | p
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import threading
 import time
@@ -25,16 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rynnvla_ros.eval_graph import EvalError, ProfileGraph, call_service, wait_for_service
+from rynnvla_ros.eval_results import VIDEO_CHOICES, ResultsError, check_resumable, keeps_video, records_video
 from rynnvla_ros.libero.protocol import IMAGE_SIZE, SUITES, TRIALS_PER_TASK, WAIT_STEPS, suite_protocol
-from rynnvla_ros.libero.results import (
-    EpisodeRecord,
-    Results,
-    ResultsError,
-    check_resumable,
-    write_report,
-)
+from rynnvla_ros.libero.results import EpisodeRecord, Results, write_report
 
-VIDEO_CHOICES = ("none", "first", "failures", "all")
 RESUME_KEYS = ("model", "mode", "max_steps", "wait_steps", "replan_steps", "lockstep", "image_size")
 PROTOCOL = (
     "RynnVLA-002's LIBERO protocol: per task one environment (256x256 agentview and wrist renders, both rotated "
@@ -43,10 +37,6 @@ PROTOCOL = (
     "goal 300, libero_10 520, libero_90 400); 8-d state (eef position, axis-angle, gripper qpos); 7-d actions "
     "executed as predicted, whole chunks open-loop; success = the task's goal predicate after a step."
 )
-
-
-class EvalError(RuntimeError):
-    """The evaluation cannot go on; the message says why."""
 
 
 @dataclass
@@ -107,11 +97,6 @@ def task_count(suite: str) -> int:
     if suite not in suites:
         raise EvalError(f"no LIBERO suite {suite!r}")
     return int(suites[suite]().get_num_tasks())
-
-
-def want_video(choice: str, trial: int) -> bool:
-    """Whether frames of this trial are recorded (``failures``: all are, the video is kept on failure)."""
-    return choice in ("all", "failures") or (choice == "first" and trial == 0)
 
 
 # ---------------------------------------------------------------------------------------------------- the graph
@@ -186,24 +171,13 @@ class EvalClient:
         """Select and reset (the bridge answers when the wait steps are done); the service's response."""
         from rynnvla_ros.srv import LiberoReset
 
-        deadline = time.monotonic() + timeout
-        while not self.select.wait_for_service(timeout_sec=1.0):
-            self.check()
-            if time.monotonic() > deadline:
-                raise EvalError("the libero_bridge ~/select service did not appear")
+        wait_for_service(self.select, timeout, self.check, "the libero_bridge ~/select service did not appear")
         with self._cond:
             self.frames = {}
             self.recording = record
         request = LiberoReset.Request(suite=suite, task_id=task_id, init_state=init_state, seed=seed)
-        future = self.select.call_async(request)
-        done = threading.Event()
-        future.add_done_callback(lambda _f: done.set())
-        deadline = time.monotonic() + timeout
-        while not done.wait(1.0):
-            self.check()
-            if time.monotonic() > deadline:
-                raise EvalError(f"the bridge did not reset to {suite} task {task_id} state {init_state} in {timeout} s")
-        response = future.result()
+        message = f"the bridge did not reset to {suite} task {task_id} state {init_state} in {timeout} s"
+        response = call_service(self.select, request, timeout, self.check, message)
         if not response.success:
             raise EvalError(f"the bridge refused {suite} task {task_id} init state {init_state}: {response.message}")
         with self._cond:
@@ -239,97 +213,28 @@ class EvalClient:
             return frames
 
 
-class Graph:
-    """The libero profile's nodes and the client, spinning in a background thread of their own context; nodes that
-    ask for their own process (the bridge: rendering and physics apart from model inference) run as children."""
-
-    def __init__(self, cfg: EvalConfig) -> None:
-        import rclpy
-        from rclpy.executors import MultiThreadedExecutor
-        from rclpy.parameter import Parameter
-
-        from rynnvla_ros.bringup import node_options, share_dir, start_child
-        from rynnvla_ros.node_runner import node_class
-        from rynnvla_ros.profiles import get_profile
-
-        self.context = rclpy.Context()
-        rclpy.init(args=[], context=self.context)
-        self.nodes: list[Any] = []
-        self.children: list[subprocess.Popen] = []
-        self.client: EvalClient | None = None
-        self.executor = None
-        self.thread = None
-        try:
-            profile = get_profile("libero")
-            values = profile.resolve(
-                {
-                    "suite": cfg.suites[0],
-                    "seed": str(cfg.seeds[0]),
-                    "lockstep": str(cfg.lockstep).lower(),
-                    "replan_steps": str(cfg.replan_steps),
-                    "policy": "true",
-                    "world_model": str(cfg.world_model).lower(),
-                    "checkpoint": cfg.checkpoint,
-                    "official_checkpoint": cfg.official_checkpoint,
-                    "tokenizer_dir": cfg.tokenizer_dir,
-                    "norm_stats": cfg.norm_stats,
-                    "mode": cfg.mode,
-                    "device": cfg.device,
-                }
-            )
-            config_dir = share_dir() / "config"
-            extra = {
-                "libero_bridge": {
-                    "autostart": False,
-                    "max_steps": cfg.max_steps,
-                    "wait_steps": cfg.wait_steps,
-                    "image_size": cfg.image_size,
-                },
-            }
-            for spec in profile.active_nodes(values):
-                options = node_options(profile, spec, values, config_dir)
-                options["parameter_overrides"] += [Parameter(k, value=v) for k, v in extra.get(spec.name, {}).items()]
-                cls = node_class(spec.executable)
-                if getattr(cls, "OWN_PROCESS", False):
-                    self.children.append(start_child(spec, options))
-                else:
-                    self.nodes.append(cls(context=self.context, **options))
-            self.client = EvalClient(self.context, self.check_children)
-        except Exception:
-            self.close()
-            raise
-        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
-        for node in [*self.nodes, self.client.node]:
-            self.executor.add_node(node)
-        self.thread = threading.Thread(target=self.executor.spin, name="libero-eval-graph", daemon=True)
-        self.thread.start()
-
-    def check_children(self) -> None:
-        """EvalError when a child process (the bridge) has exited."""
-        for child in self.children:
-            if child.poll() is not None:
-                raise EvalError(f"{' '.join(child.args[:1])} exited with code {child.returncode}; see its log above")
-
-    def close(self) -> None:
-        """Stop the child processes and spinning, close and destroy the nodes, shut the context down."""
-        from rynnvla_ros.bringup import stop_children
-
-        stop_children(self.children)
-        if self.executor is not None:
-            self.executor.shutdown(timeout_sec=5.0)
-        if self.thread is not None:
-            self.thread.join(10.0)
-        for node in reversed(self.nodes):
-            close = getattr(node, "close", None)
-            if close is not None:
-                close()
-            node.destroy_node()
-        if self.client is not None:
-            self.client.node.destroy_node()
-        if self.context.ok():
-            import rclpy
-
-            rclpy.shutdown(context=self.context)
+def start_graph(cfg: EvalConfig) -> ProfileGraph:
+    """The libero profile's nodes and the client; the bridge (OWN_PROCESS: rendering and physics apart from model
+    inference) runs as a child process."""
+    args = {
+        "suite": cfg.suites[0],
+        "seed": str(cfg.seeds[0]),
+        "lockstep": str(cfg.lockstep).lower(),
+        "replan_steps": str(cfg.replan_steps),
+        "policy": "true",
+        "world_model": str(cfg.world_model).lower(),
+        "checkpoint": cfg.checkpoint,
+        "official_checkpoint": cfg.official_checkpoint,
+        "tokenizer_dir": cfg.tokenizer_dir,
+        "norm_stats": cfg.norm_stats,
+        "mode": cfg.mode,
+        "device": cfg.device,
+    }
+    bridge = {"autostart": False, "max_steps": cfg.max_steps, "wait_steps": cfg.wait_steps}
+    bridge["image_size"] = cfg.image_size
+    return ProfileGraph(
+        "libero", args, lambda g: EvalClient(g.context, g.check_children), params={"libero_bridge": bridge}
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- the run
@@ -386,7 +291,7 @@ def run_evaluation(cfg: EvalConfig) -> Results:
 
     from tqdm import tqdm
 
-    graph = Graph(cfg)
+    graph = start_graph(cfg)
     bar = tqdm(total=len(plan), initial=done_before, unit="episode", disable=not cfg.progress, dynamic_ncols=True)
     try:
         for seed, suite, task_id, trial in todo:
@@ -406,7 +311,7 @@ def run_evaluation(cfg: EvalConfig) -> Results:
 def _run_episode(cfg: EvalConfig, client: EvalClient, seed: int, suite: str, task_id: int, trial: int, bar) -> Any:
     from rynnvla_ros.nodes.model_common import stamp_ns
 
-    record_frames = want_video(cfg.videos, trial)
+    record_frames = records_video(cfg.videos, trial)
     start = time.monotonic()
     # trial i <-> initial state i (the release's protocol)
     response = client.start_episode(suite, task_id, trial, seed, record_frames, cfg.stall_timeout)
@@ -433,7 +338,7 @@ def _run_episode(cfg: EvalConfig, client: EvalClient, seed: int, suite: str, tas
         final_state=client.state_at(stamp_ns(status.header.stamp)),
     )
     frames = client.take_frames()
-    if record_frames and (cfg.videos != "failures" or not record.success):
+    if keeps_video(cfg.videos, trial, record.success):
         record.video = _write_video(cfg, record, frames)
     return record
 

@@ -8,22 +8,17 @@ new run with the same settings skips the episodes already there.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from rynnvla_ros.eval_results import ResultsError, read_results, write_atomic
 
 RESULTS_FILE = "results.json"
 TABLE_FILE = "results.md"
 REPORT_FILE = "report.md"
 PLOT_FILE = "success_rate.png"
 FORMAT_VERSION = 1
-
-
-class ResultsError(ValueError):
-    """Results that cannot be used (another run's settings, a damaged file); the message says why."""
 
 
 @dataclass
@@ -120,39 +115,19 @@ class Results:
 
     def save(self, directory: Path) -> Path:
         """Write ``results.json`` atomically (a temporary file renamed over the old one)."""
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / RESULTS_FILE
-        fd, tmp = tempfile.mkstemp(prefix=".results.", suffix=".json", dir=directory)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(self.to_dict(), handle, indent=2, default=str)
-            handle.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-        return path
+        return write_atomic(directory / RESULTS_FILE, json.dumps(self.to_dict(), indent=2, default=str) + "\n")
 
     @classmethod
     def load(cls, directory: Path) -> Results | None:
         """The results in ``directory``, or None when there are none."""
         path = directory / RESULTS_FILE
-        if not path.is_file():
+        data = read_results(path, FORMAT_VERSION, "rynnvla-eval-libero")
+        if data is None:
             return None
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("format_version") != FORMAT_VERSION:
-                raise ResultsError(f"{path}: format_version {data.get('format_version')!r}, expected {FORMAT_VERSION}")
-            episodes = [EpisodeRecord(**e) for e in data["episodes"]]
-            return cls(dict(data["settings"]), episodes)
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            return cls(data["settings"], [EpisodeRecord(**e) for e in data["episodes"]])
+        except TypeError as exc:
             raise ResultsError(f"{path} is not a results file of rynnvla-eval-libero: {exc}") from None
-
-
-def check_resumable(old: Mapping[str, Any], new: Mapping[str, Any], keys: Iterable[str]) -> None:
-    """ResultsError naming the settings that differ between a stored run and this one."""
-    differ = [k for k in keys if old.get(k) != new.get(k)]
-    if differ:
-        detail = "; ".join(f"{k}: stored {old.get(k)!r}, now {new.get(k)!r}" for k in differ)
-        raise ResultsError(f"the results in the output folder come from other settings ({detail}); "
-                           "use another --out or --fresh")  # fmt: skip
 
 
 def _pct(successes: int, trials: int) -> str:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import math
 import shlex
-import subprocess
 import sys
 import threading
 import time
@@ -29,24 +28,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rynnvla_ros.eval_graph import EvalError, ProfileGraph, call_service, wait_for_service
+from rynnvla_ros.eval_results import VIDEO_CHOICES, ResultsError, keeps_video, records_video
 from rynnvla_ros.inference.model_cache import MODES
 from rynnvla_ros.tasks.block_in_circle import TASK_TEXT
 from rynnvla_ros.tasks.sim_eval import (
-    VIDEO_CHOICES,
+    PROG,
     VIDEO_FPS,
-    ResultsError,
     SimEpisode,
     SimResults,
     checkpoint_sha256,
-    keeps_video,
     planned_seeds,
-    records_video,
     resample_frames,
     resume,
     write_report,
 )
 
-PROG = "rynnvla-eval-sim"
 SKIPPED_NODES = ("chunk_visualizer", "foxglove_viewer")
 """Nodes of the so100 profile that only serve viewing; the evaluation leaves them out."""
 NOTES = (
@@ -55,10 +52,6 @@ NOTES = (
     "still due (absolute joint targets) during the first seconds of the episode.",
 )
 NS = 1_000_000_000
-
-
-class EvalError(RuntimeError):
-    """The evaluation cannot go on; the message says why."""
 
 
 @dataclass
@@ -258,11 +251,8 @@ class SimEvalClient:
         """Wait for the controller's first joint state and ``~/reset_task`` service, and the policy's first chunk
         (so the first episode does not pay for the model's warm-up)."""
         self._wait(lambda: self.last_joint_ns is not None, timeout, "no joint state from the controller")
-        deadline = time.monotonic() + timeout
-        while not self.reset_client.wait_for_service(timeout_sec=0.5):
-            self.check()
-            if time.monotonic() > deadline:
-                raise EvalError(f"the service {self.reset_client.srv_name} did not appear within {timeout:g} s")
+        message = f"the service {self.reset_client.srv_name} did not appear within {timeout:g} s"
+        wait_for_service(self.reset_client, timeout, self.check, message)
         self._wait(lambda: self.chunks_seen > 0, timeout, "the policy published no action chunk (see its log)")
 
     def reset(self, seed: int, record: bool, timeout: float) -> Any:
@@ -271,15 +261,8 @@ class SimEvalClient:
 
         with self._cond:
             self.episode = None
-        future = self.reset_client.call_async(TaskReset.Request(seed=seed))
-        done = threading.Event()
-        future.add_done_callback(lambda _f: done.set())
-        deadline = time.monotonic() + timeout
-        while not done.wait(0.25):
-            self.check()
-            if time.monotonic() > deadline:
-                raise EvalError(f"the controller did not answer the task reset (seed {seed}) within {timeout:g} s")
-        response = future.result()
+        message = f"the controller did not answer the task reset (seed {seed}) within {timeout:g} s"
+        response = call_service(self.reset_client, TaskReset.Request(seed=seed), timeout, self.check, message)
         if not response.success:
             raise EvalError(f"the controller refused the task reset (seed {seed}): {response.message}")
         with self._cond:
@@ -311,95 +294,25 @@ class SimEvalClient:
             return ep
 
 
-class Graph:
-    """The so100 profile's nodes (sim, policy on, viewing off) and the client, spinning in a background thread of
-    their own context; the controller (OWN_PROCESS: physics and rendering apart from model inference) runs as a
-    child process."""
+def start_graph(cfg: SimEvalConfig) -> ProfileGraph:
+    """The so100 profile's nodes (sim, policy on, viewing off) and the client; the controller (OWN_PROCESS:
+    physics and rendering apart from model inference) runs as a child process."""
+    args = {
+        "hardware": "sim",
+        "checkpoint": str(cfg.checkpoint_dir()),
+        "task": cfg.task,
+        "policy": "true",
+        "world_model": str(cfg.world_model).lower(),
+        "dry_run": "false",
+        "device": cfg.device,
+        "rviz": "false",
+        "foxglove": "false",
+    }
 
-    def __init__(self, cfg: SimEvalConfig) -> None:
-        import rclpy
-        from rclpy.executors import MultiThreadedExecutor
-        from rclpy.parameter import Parameter
+    def client(graph: ProfileGraph) -> SimEvalClient:
+        return SimEvalClient(graph.context, graph.node_named_after("so100_controller"), graph.check_children)
 
-        from rynnvla_ros.bringup import node_options, share_dir, start_child
-        from rynnvla_ros.node_runner import node_class
-        from rynnvla_ros.profiles import PACKAGE, get_profile
-
-        self.context = rclpy.Context()
-        rclpy.init(args=[], context=self.context)
-        self.nodes: list[Any] = []
-        self.children: list[tuple[str, subprocess.Popen]] = []
-        self.client: SimEvalClient | None = None
-        self.executor = None
-        self.thread = None
-        try:
-            profile = get_profile("so100")
-            values = profile.resolve(
-                {
-                    "hardware": "sim",
-                    "checkpoint": str(cfg.checkpoint_dir()),
-                    "task": cfg.task,
-                    "policy": "true",
-                    "world_model": str(cfg.world_model).lower(),
-                    "dry_run": "false",
-                    "device": cfg.device,
-                    "rviz": "false",
-                    "foxglove": "false",
-                }
-            )
-            config_dir = share_dir() / "config"
-            extra = {"policy": {"mode": cfg.mode}}
-            controller = ""
-            for spec in profile.active_nodes(values):
-                if spec.package != PACKAGE or spec.name in SKIPPED_NODES:
-                    continue
-                options = node_options(profile, spec, values, config_dir)
-                options["parameter_overrides"] += [Parameter(k, value=v) for k, v in extra.get(spec.name, {}).items()]
-                cls = node_class(spec.executable)
-                if spec.executable == "so100_controller":
-                    controller = spec.name
-                if getattr(cls, "OWN_PROCESS", False):
-                    self.children.append((spec.name, start_child(spec, options)))
-                else:
-                    self.nodes.append(cls(context=self.context, **options))
-            if not controller:
-                raise EvalError("the so100 profile has no so100_controller node")
-            self.client = SimEvalClient(self.context, controller, self.check_children)
-        except Exception:
-            self.close()
-            raise
-        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
-        for node in [*self.nodes, self.client.node]:
-            self.executor.add_node(node)
-        self.thread = threading.Thread(target=self.executor.spin, name="sim-eval-graph", daemon=True)
-        self.thread.start()
-
-    def check_children(self) -> None:
-        """EvalError when a child process (the controller) has exited."""
-        for name, child in self.children:
-            if child.poll() is not None:
-                raise EvalError(f"{name} (pid {child.pid}) exited with code {child.returncode}; see its log above")
-
-    def close(self) -> None:
-        """Stop the child processes and spinning, close and destroy the nodes, shut the context down."""
-        from rynnvla_ros.bringup import stop_children
-
-        stop_children([child for _, child in self.children])
-        if self.executor is not None:
-            self.executor.shutdown(timeout_sec=5.0)
-        if self.thread is not None:
-            self.thread.join(10.0)
-        for node in reversed(self.nodes):
-            close = getattr(node, "close", None)
-            if close is not None:
-                close()
-            node.destroy_node()
-        if self.client is not None:
-            self.client.node.destroy_node()
-        if self.context.ok():
-            import rclpy
-
-            rclpy.shutdown(context=self.context)
+    return ProfileGraph("so100", args, client, params={"policy": {"mode": cfg.mode}}, skip=SKIPPED_NODES)
 
 
 # ---------------------------------------------------------------------------------------------------- the run
@@ -426,7 +339,7 @@ def run_evaluation(cfg: SimEvalConfig) -> SimResults:
 
     from tqdm import tqdm
 
-    graph = Graph(cfg)
+    graph = start_graph(cfg)
     bar = tqdm(total=len(seeds), initial=len(seeds) - len(todo), unit="episode", disable=not cfg.progress,
                dynamic_ncols=True)  # fmt: skip
     _show_rate(bar, results)

@@ -13,9 +13,7 @@ import bisect
 import hashlib
 import json
 import math
-import os
 import statistics
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from rynnvla_ros.libero.results import ResultsError, check_resumable
+from rynnvla_ros.eval_results import ResultsError, check_resumable, read_results, write_atomic
 
+PROG = "rynnvla-eval-sim"
 RESULTS_FILE = "results.json"
 REPORT_FILE = "report.md"
 FORMAT_VERSION = 1
-VIDEO_CHOICES = ("none", "first", "failures", "all")
 VIDEO_FPS = 10
 """Frames per second of the episode videos (the policy's control period is 0.1 s)."""
 RESUME_KEYS = ("checkpoint", "checkpoint_sha256", "mode", "world_model", "task", "timeout_s", "first_seed")
@@ -103,18 +101,6 @@ def planned_seeds(first_seed: int, episodes: int) -> list[int]:
     return [first_seed + i for i in range(episodes)]
 
 
-def records_video(choice: str, index: int) -> bool:
-    """Whether frames of the ``index``-th planned episode are recorded (``failures``: all are, until it ends)."""
-    if choice not in VIDEO_CHOICES:
-        raise ValueError(f"videos must be one of {', '.join(VIDEO_CHOICES)}, got {choice!r}")
-    return choice in ("all", "failures") or (choice == "first" and index == 0)
-
-
-def keeps_video(choice: str, index: int, success: bool) -> bool:
-    """Whether the ``index``-th planned episode's video is written once its outcome is known."""
-    return records_video(choice, index) and (choice != "failures" or not success)
-
-
 def checkpoint_sha256(directory: str | Path) -> str:
     """SHA-256 over a checkpoint folder: every file's relative path and content, in path order."""
     root = Path(directory)
@@ -128,16 +114,6 @@ def checkpoint_sha256(directory: str | Path) -> str:
                 digest.update(block)
         digest.update(b"\0")
     return digest.hexdigest()
-
-
-def _write_atomic(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-    return path
 
 
 @dataclass
@@ -169,21 +145,19 @@ class SimResults:
 
     def save(self, directory: Path) -> Path:
         """Write ``results.json`` atomically (a temporary file renamed over the old one)."""
-        return _write_atomic(directory / RESULTS_FILE, json.dumps(self.to_dict(), indent=2, default=str) + "\n")
+        return write_atomic(directory / RESULTS_FILE, json.dumps(self.to_dict(), indent=2, default=str) + "\n")
 
     @classmethod
     def load(cls, directory: Path) -> SimResults | None:
         """The results stored in ``directory``, or None when there are none."""
         path = directory / RESULTS_FILE
-        if not path.is_file():
+        data = read_results(path, FORMAT_VERSION, PROG, "; use --fresh")
+        if data is None:
             return None
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("format_version") != FORMAT_VERSION:
-                raise ResultsError(f"{path}: format_version {data.get('format_version')!r}, expected {FORMAT_VERSION}")
-            return cls(dict(data["settings"]), [SimEpisode(**e) for e in data["episodes"]])
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-            raise ResultsError(f"{path} is not a results file of rynnvla-eval-sim: {exc}; use --fresh") from None
+            return cls(data["settings"], [SimEpisode(**e) for e in data["episodes"]])
+        except TypeError as exc:
+            raise ResultsError(f"{path} is not a results file of {PROG}: {exc}; use --fresh") from None
 
 
 def resume(stored: SimResults | None, settings: Mapping[str, Any], seeds: Iterable[int]) -> SimResults:
@@ -284,7 +258,7 @@ def report_markdown(results: SimResults) -> str:
 
 def write_report(results: SimResults, directory: Path) -> Path:
     """Write ``report.md`` into ``directory``; its path."""
-    return _write_atomic(directory / REPORT_FILE, report_markdown(results))
+    return write_atomic(directory / REPORT_FILE, report_markdown(results))
 
 
 def resample_frames(
