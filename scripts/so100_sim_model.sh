@@ -46,8 +46,7 @@ eval_sim() {  # $1: run dir
 }
 
 eval_wm() {  # $1: run dir (held-out episodes: the run's split.json)
-  "$BIN/rynnvla-eval-wm" --checkpoint "$1/final" --dataset "$WORK/dataset" --split "$1/final/split.json" \
-    --out "$1/eval_wm.json"
+  "$BIN/rynnvla-eval-wm" "$1/final" "$WORK/dataset" --split "$1/final/split.json" --out "$1/eval_wm.json"
 }
 
 case "${1:-all}" in
