@@ -190,7 +190,7 @@ _MODEL_ARGS = (
         "checkpoint",
         "",
         "model checkpoint directory (saved by rynnvla_model.checkpoint.save_pretrained); empty in sim: the default "
-        "untrained model (rynnvla_ros/default_model.py)",
+        "model trained on the block-in-circle task (rynnvla_ros/default_model.py)",
     ),
     Arg("task", "", "task instruction given to the policy (also settable on the task topic); empty in sim: a default"),
     Arg(
@@ -452,7 +452,7 @@ PROFILES: dict[str, Profile] = {
                 Arg("hardware", "sim", "real arm and cameras, or the MuJoCo twin", choices=("sim", "real")),
                 Arg(
                     "task_seed",
-                    "-1",
+                    "0",
                     "sim: >= 0 starts with that block-in-circle layout, arm at the ready pose (-1: the scene's own)",
                     type=int,
                 ),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The shipped SO100 sim model, end to end on a CPU: record expert demonstrations of the block-in-circle task through
 # the ROS graph, convert them, train the VQGAN and the RynnVLA model (with and, for the ablation, without world-model
-# samples), and evaluate. Every number in models/so100_block_in_circle/README.md comes from these commands.
+# samples), and evaluate. Every number in models/README.md comes from these commands.
 #
 #   bash scripts/so100_sim_model.sh record|convert|vq|train|train_vla_only|eval|eval_wm|all   [WORK=dir]
 #
@@ -46,7 +46,8 @@ eval_sim() {  # $1: run dir
 }
 
 eval_wm() {  # $1: run dir (held-out episodes: the run's split.json)
-  "$BIN/rynnvla-eval-wm" "$1/final" "$WORK/dataset" --split "$1/final/split.json" --out "$1/eval_wm.json"
+  "$BIN/rynnvla-eval-wm" "$1/final" "$WORK/dataset" --split "$1/final/split.json" --max-steps 16 --stride 4 \
+    --device cpu --out "$1/eval_wm.json"
 }
 
 case "${1:-all}" in
@@ -56,8 +57,8 @@ case "${1:-all}" in
   train) train ;;
   train_vla_only) train_vla_only ;;
   eval) eval_sim "$WORK/runs/with_wm"; eval_sim "$WORK/runs/vla_only" ;;
-  eval_wm) eval_wm "$WORK/runs/with_wm" ;;
+  eval_wm) eval_wm "$WORK/runs/with_wm"; eval_wm "$WORK/runs/vla_only" ;;
   all) record; convert; vq; train & train_vla_only; wait; eval_sim "$WORK/runs/with_wm"; eval_sim "$WORK/runs/vla_only"
-       eval_wm "$WORK/runs/with_wm" ;;
+       eval_wm "$WORK/runs/with_wm"; eval_wm "$WORK/runs/vla_only" ;;
   *) echo "unknown step $1" >&2; exit 2 ;;
 esac

@@ -9,6 +9,9 @@ Model parameters:
   image_size (int, 256)             image side of an official checkpoint (256 VLA, 512 world model)
   device (str, "auto")            auto (cuda when available), cpu, cuda or cuda:N
   dtype (str, "auto")             auto (the model package's default for the device), float32, bfloat16, float16
+  cpu_threads (int, 0)            torch's CPU threads in this node's process (0: torch's default, one per core).
+                                  config/policy.yaml and world_model.yaml set 1: on 2 cores beside the twin a chunk
+                                  took 0.06 s with 1 thread, 0.19 s with 2 (medians; several processes' threads thrash)
 
 Robot I/O parameters (rynnvla_ros/inference/robot_io.py). ``robot_io_file`` or, when it is empty, the checkpoint's
 ``robot_io.json`` is used if it exists, and then all the other parameters below are ignored:
@@ -60,6 +63,17 @@ def declare_image_qos(node: Node) -> QoSProfile:
     if name not in IMAGE_RELIABILITY:
         raise ValueError(f"image_qos must be one of {', '.join(IMAGE_RELIABILITY)}, got {name!r}")
     return QoSProfile(depth=2, reliability=IMAGE_RELIABILITY[name])
+
+
+def declare_cpu_threads(node: Node) -> None:
+    """Declare ``cpu_threads`` and, when it is > 0, set torch's CPU threads of this process to it."""
+    threads = int(node.declare_parameter("cpu_threads", 0).value)
+    if threads < 0:
+        raise ValueError(f"cpu_threads must be >= 0, got {threads}")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def declare_model_spec(node: Node) -> ModelSpec:

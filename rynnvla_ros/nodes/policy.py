@@ -76,6 +76,7 @@ from rynnvla_ros.inference.worker import LatestOnlyWorker
 from rynnvla_ros.msg import ActionChunk, ChunkRequest
 from rynnvla_ros.nodes.model_common import (
     SENSOR_QOS,
+    declare_cpu_threads,
     declare_image_qos,
     declare_model_spec,
     declare_robot_io,
@@ -97,6 +98,7 @@ class PolicyNode(Node):
         super().__init__("policy", **kwargs)
         spec = declare_model_spec(self)
         spec.check()
+        declare_cpu_threads(self)
         self.task = str(self.declare_parameter("task", "").value).strip()
         self.mode = self.declare_parameter("mode", "continuous").value
         self.trigger = self.declare_parameter("trigger", "frame").value

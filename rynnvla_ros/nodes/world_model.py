@@ -10,10 +10,11 @@ after t.
 Prediction runs on its own thread on the newest request only (requests arriving meanwhile replace each other and
 are counted as dropped). dry_run chunks are used too: the predictions are for display.
 
-When this node and ``policy`` run in one process (``rynnvla-bringup``) with the same checkpoint, device and dtype
-they share one loaded model (rynnvla_ros/inference/model_cache.py); its calls are serialised, so a world-model
-prediction (autoregressive, hundreds of image tokens) delays the policy's next chunk. Use trigger rate with a low
-rate, or separate processes/GPUs, when that matters.
+The node runs in its own process under ``rynnvla-bringup`` and the evaluations (``OWN_PROCESS``), as under
+``ros2 launch``: its autoregressive image loop (hundreds of tokens, much of it Python holding the GIL) starved the
+policy's thread in one shared process (measured on 2 CPU cores: policy latency p90 3.3 s beside it, 0.2 s apart).
+The model is then loaded once per process. On a CPU, keep its rate low (config/world_model.yaml: trigger rate,
+0.5 Hz) so that the policy and the simulator keep their cores.
 
 Topics (relative names; launch profiles remap them to rynnvla_ros.topics):
   front/image_raw            sensor_msgs/Image   in (any size: squashed to the model's)
@@ -66,6 +67,7 @@ from rynnvla_ros.msg import ActionChunk
 from rynnvla_ros.nodes.model_common import (
     SENSOR_QOS,
     chunk_from_msg,
+    declare_cpu_threads,
     declare_image_qos,
     declare_model_spec,
     declare_robot_io,
@@ -89,10 +91,12 @@ class WorldModelNode(Node):
     """Thin ROS shell: frame/joint buffers, a latest-only prediction thread and the predicted-image publishers."""
 
     SINGLE_THREADED = True  # inference runs on its own worker thread (see node_runner.spin_nodes)
+    OWN_PROCESS = True  # see the module docstring: it must not starve the policy
 
     def __init__(self, **kwargs) -> None:
         super().__init__("world_model", **kwargs)
         spec = declare_model_spec(self)
+        declare_cpu_threads(self)
         spec.check()
         self.trigger = self.declare_parameter("trigger", "chunk").value
         rate = float(self.declare_parameter("rate", 2.0).value)

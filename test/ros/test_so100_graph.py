@@ -1,6 +1,7 @@
 """The whole so100 graph as shipped: ``rynnvla-bringup so100`` (sim, default model) in a subprocess, probed for 20 s.
 
-Real rclpy, the MuJoCo twin and the default checkpoint (models/so100_sim_default): joint states at 50 Hz or more,
+Real rclpy, the MuJoCo twin with the block-in-circle task laid out (task_seed 0) and the default checkpoint (the
+trained models/so100_block_in_circle, rynnvla_ros/default_model.py): joint states at 50 Hz or more,
 chunks published (not dry-run), accepted and executed (the measured joints follow the chunk targets), predicted
 frames of the model's size, and the planned path for RViz.
 """
@@ -21,17 +22,17 @@ from rynnvla_ros.msg import ActionChunk
 from sensor_msgs.msg import Image, JointState
 from visualization_msgs.msg import MarkerArray
 
+from rynnvla_model.policy import RynnVLAPolicy
 from rynnvla_ros import default_model, topics
-from rynnvla_ros.control.so100_description import JOINT_NAMES, REST_POSITIONS, joint_limits
+from rynnvla_ros.control.so100_description import JOINT_NAMES, joint_limits
 
 pytestmark = [pytest.mark.slow, pytest.mark.sim, pytest.mark.ros]
 
 WINDOW = 20.0  # s of measurement once the graph runs
 STARTUP = 180.0  # s allowed for the first executed chunk (model import and load on a loaded 2-core machine)
 NS = 1_000_000_000
-SETTLE = 3.0  # s after the first chunk: the arm leaves its rest pose (ramp-in, 1 rad/s) before tracking is judged
+SETTLE = 3.0  # s after the first chunk (the controller's ramp-in) before tracking is judged
 LAG = 0.1  # s the simulated servos take to reach a commanded position
-CROSSFADE = 0.2  # config/so100_controller.yaml crossfade_time: a new chunk takes over within this time
 
 
 def _ns(stamp) -> int:
@@ -78,7 +79,8 @@ class GraphProbe:
 
 def active_rows(chunks: list[tuple[int, ActionChunk]], start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
     """Due times (ns) and targets (rad, JOINT_NAMES order) of the chunk rows the controller was executing: rows due
-    after their chunk arrived (plus the crossfade) and before the next chunk arrived, within [start, end]."""
+    after their chunk arrived and before the next chunk arrived, within [start, end]. (The policy replans faster
+    than the crossfade time, so the command is a blend of the newest chunks: the tolerance below allows for it.)"""
     times, targets = [], []
     for k, (received, msg) in enumerate(chunks):
         next_received = chunks[k + 1][0] if k + 1 < len(chunks) else end
@@ -86,7 +88,7 @@ def active_rows(chunks: list[tuple[int, ActionChunk]], start: int, end: int) -> 
         order = [list(msg.names).index(n) for n in JOINT_NAMES]
         for i, row in enumerate(rows):
             due = _ns(msg.header.stamp) + round((msg.start_step + i) * msg.dt * NS)
-            if received + CROSSFADE * NS <= due < next_received and start <= due <= end:
+            if received <= due < next_received and start <= due <= end:
                 times.append(due)
                 targets.append(row[order])
     return np.array(times), np.array(targets)
@@ -135,24 +137,24 @@ def test_so100_graph_runs_out_of_the_box(ros_context, start_process):
     targets = joint_limits().clip(targets)  # the controller clips targets into the limits
     measured = np.stack([np.interp(due + LAG * NS, all_stamps, positions[:, j]) for j in range(6)], axis=1)
     error = np.abs(measured - targets).max(axis=1)
-    rest_error = np.abs(np.array(REST_POSITIONS) - targets).max(axis=1)
+    start_error = np.abs(positions[0] - targets).max(axis=1)
     print(
         f"joint_states {rate:.1f} Hz; {len(window_chunks)} chunks in {(t1 - t0) / NS:.1f} s, "
         f"{diag['accepted_chunks']} accepted, {diag['rejected_chunks']} rejected; tracking error over {len(due)} "
-        f"rows: median {np.median(error):.3f} rad, 90% {np.percentile(error, 90):.3f} rad (rest pose: "
-        f"{np.median(rest_error):.3f} rad)"
+        f"rows: median {np.median(error):.3f} rad, 90% {np.percentile(error, 90):.3f} rad (start pose: "
+        f"{np.median(start_error):.3f} rad)"
     )
-    # the chunks ask for motion (an arm left at rest would be 0.8 rad off), so following them is a real check; the
-    # tolerance allows for the velocity limit (1 rad/s) when consecutive rows of the untrained model jump
-    assert np.median(rest_error) > 0.3
+    # the chunks ask for motion (reaching for the block), so following them is a real check; the tolerance allows
+    # for the velocity limit (1 rad/s) and the crossfade between consecutive chunks
+    assert np.median(start_error) > 0.1
     assert np.median(error) < 0.1 and np.percentile(error, 90) < 0.2
 
     # predicted frames of the model's image size, and the planned path for RViz
+    size = tuple(RynnVLAPolicy.from_pretrained(str(default_model.default_checkpoint_dir()), device="cpu").image_size)
     for camera, frames in probe.predicted.items():
         new = frames[n_pred[camera] :]
         assert new, f"no predicted {camera} frames in {WINDOW} s"
-        size = default_model.IMAGE_SIZE
-        assert (new[-1].width, new[-1].height, new[-1].encoding) == (size, size, "rgb8")
+        assert (new[-1].height, new[-1].width, new[-1].encoding) == (*size, "rgb8")
         assert _ns(new[-1].header.stamp) > _ns(window_chunks[0][1].header.stamp)
     assert probe.paths and [m.ns for m in probe.paths[-1].markers] == ["path", "steps", "ghost"]
     assert len(probe.paths[-1].markers[0].points) == window_chunks[-1][1].horizon
