@@ -1,9 +1,9 @@
 """``rynnvla-bringup PROFILE [name:=value ...]``: run a launch profile's nodes in one process.
 
-Nodes whose class sets ``OWN_PROCESS = True`` (the arm controller, the LIBERO bridge and the world model: a control
-loop, a simulator or a long autoregressive loop must not share the Python interpreter with the policy) run as child
-processes of their installed executables, with the same name, parameters and remappings; the rest share one
-process.
+Nodes whose class sets ``OWN_PROCESS = True`` (the arm controller and the LIBERO bridge: a control loop or a
+simulator must not share the Python interpreter with model inference) run as child processes of their installed
+executables, with the same name, parameters and remappings; the rest share one process (so the policy and world
+model share one model).
 
 The same declaration as ``ros2 launch rynnvla_ros PROFILE.launch.py`` (rynnvla_ros/profiles.py), for tests and for
 machines without the ``ros2`` command line (for example ROS 2 from the PyPI wheels). Nodes of other packages

@@ -1,9 +1,8 @@
 """Loading a :class:`~rynnvla_model.policy.RynnVLAPolicy` once per process.
 
 Nodes describe the model with a :class:`ModelSpec` (their parameters). :func:`load_policy` keeps loaded models in
-a weak cache keyed by the resolved checkpoint path(s), device and dtype, so nodes of one process that name the same
-model (a ``policy`` and a ``world_model`` spun together by :func:`rynnvla_ros.node_runner.spin_nodes`) share one
-copy; it is freed when no node holds it any more. Separate processes
+a weak cache keyed by the resolved checkpoint path(s), device and dtype, so the ``policy`` and ``world_model`` nodes
+of one process (``rynnvla-bringup``) share one copy; it is freed when no node holds it any more. Separate processes
 each load their own. Every missing input is reported with the parameter that names it and the path looked at.
 """
 

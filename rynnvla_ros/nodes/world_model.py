@@ -10,11 +10,10 @@ after t.
 Prediction runs on its own thread on the newest request only (requests arriving meanwhile replace each other and
 are counted as dropped). dry_run chunks are used too: the predictions are for display.
 
-The node runs in its own process under ``rynnvla-bringup`` and the evaluations (``OWN_PROCESS``), as under
-``ros2 launch``: its autoregressive image loop (hundreds of tokens, much of it Python holding the GIL) starved the
-policy's thread in one shared process (measured on 2 CPU cores: policy latency p90 3.3 s beside it, 0.2 s apart).
-The model is then loaded once per process. On a CPU, keep its rate low (config/world_model.yaml: trigger rate,
-0.5 Hz) so that the policy and the simulator keep their cores.
+When this node and ``policy`` run in one process (``rynnvla-bringup``) with the same checkpoint, device and dtype
+they share one loaded model (rynnvla_ros/inference/model_cache.py); a world-model prediction (autoregressive,
+hundreds of image tokens, much of it Python holding the GIL) then slows the policy's thread. On a CPU keep its rate
+low (config/world_model.yaml: trigger rate, 0.5 Hz, 1 CPU thread), or run it in its own process (ros2 launch).
 
 Topics (relative names; launch profiles remap them to rynnvla_ros.topics):
   front/image_raw            sensor_msgs/Image   in (any size: squashed to the model's)
@@ -91,7 +90,6 @@ class WorldModelNode(Node):
     """Thin ROS shell: frame/joint buffers, a latest-only prediction thread and the predicted-image publishers."""
 
     SINGLE_THREADED = True  # inference runs on its own worker thread (see node_runner.spin_nodes)
-    OWN_PROCESS = True  # see the module docstring: it must not starve the policy
 
     def __init__(self, **kwargs) -> None:
         super().__init__("world_model", **kwargs)
