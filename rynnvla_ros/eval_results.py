@@ -11,9 +11,11 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+RESULTS_FILE = "results.json"
 VIDEO_CHOICES = ("none", "first", "failures", "all")
 
 
@@ -32,17 +34,32 @@ def write_atomic(path: Path, text: str) -> Path:
     return path
 
 
-def read_results(path: Path, format_version: int, tool: str, hint: str = "") -> dict[str, Any] | None:
-    """The JSON stored at ``path`` (None when there is none); ResultsError when it is not ``tool``'s results of
-    ``format_version`` or lacks ``settings`` / ``episodes``. ``hint`` ends the error message."""
+def save_results(
+    directory: Path, format_version: int, settings: Mapping[str, Any], summary: Any, episodes: Iterable[Any]
+) -> Path:
+    """Write ``directory``/results.json atomically: the settings, a summary and the episodes (dataclasses)."""
+    data = {
+        "format_version": format_version,
+        "settings": settings,
+        "summary": summary,
+        "episodes": [asdict(e) for e in episodes],
+    }
+    return write_atomic(directory / RESULTS_FILE, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def load_results[E](
+    directory: Path, format_version: int, tool: str, episode: type[E], hint: str = ""
+) -> tuple[dict[str, Any], list[E]] | None:
+    """The settings and episodes (as ``episode`` dataclasses) in ``directory``/results.json, None when there is none;
+    ResultsError when it is not ``tool``'s results of ``format_version``. ``hint`` ends the error message."""
+    path = directory / RESULTS_FILE
     if not path.is_file():
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("format_version") != format_version:
             raise ResultsError(f"{path}: format_version {data.get('format_version')!r}, expected {format_version}")
-        data["settings"], data["episodes"] = dict(data["settings"]), list(data["episodes"])
-        return data
+        return dict(data["settings"]), [episode(**e) for e in data["episodes"]]
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise ResultsError(f"{path} is not a results file of {tool}: {exc}{hint}") from None
 

@@ -164,28 +164,19 @@ def write_robot_io(root: Path, units: JointUnits, relative: list[str]) -> Path |
     """``root/robot_io.json`` for a joint-space dataset (state and action name the same joints): the dataset's units,
     its frame period as the control period, its cameras, ``relative`` joints as deltas. None for other actions."""
     import json
-    import math
 
-    from rynnvla_ros.inference.robot_io import ROBOT_IO_FILE, JointMap, RobotIO
+    from rynnvla_ros.inference.robot_io import ROBOT_IO_FILE, RobotIO
 
     info = json.loads((Path(root) / "meta" / "info.json").read_text())
     features = info["features"]
     names = list(features["observation.state"]["names"])
     if list(features["action"]["names"]) != names:
         return None
-    unknown = sorted(set(relative) - set(names))
-    if unknown:
-        raise ValueError(f"--relative-joints {', '.join(unknown)} are not among the dataset's joints {names}")
-    joints = []
-    for name in names:
-        if name == units.gripper_joint:
-            lo, hi = units.gripper_range  # type: ignore[misc]
-            scale, offset = 100.0 / (hi - lo), -100.0 * lo / (hi - lo)
-        else:
-            scale, offset = (180.0 / math.pi if units.unit == "deg" else 1.0), 0.0
-        joints.append(JointMap(name, scale, offset, name in relative))
     cameras = tuple(c for c in ("front", "wrist") if f"observation.images.{c}" in features)
-    io = RobotIO(tuple(joints), control_period=1.0 / float(info["fps"]), cameras=cameras)
+    io = RobotIO.lerobot(
+        names, units.gripper_joint, units.gripper_range, relative, 1.0 / float(info["fps"]), cameras=cameras,
+        degrees=units.unit == "deg",
+    )  # fmt: skip
     return io.save(Path(root) / ROBOT_IO_FILE)
 
 

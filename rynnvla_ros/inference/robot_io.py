@@ -307,8 +307,10 @@ class RobotIO:
         history: int = 1,
         cameras: Sequence[str] = ("front", "wrist"),
         state: bool = True,
+        degrees: bool = True,
     ) -> RobotIO:
-        """LeRobot units (``use_degrees=True``): degrees for the joints, the gripper 0-100 % over ``gripper_range``."""
+        """LeRobot units (``use_degrees=True``): degrees for the joints (radians with ``degrees`` false), the gripper
+        0-100 % over ``gripper_range``."""
         unknown = sorted(set(relative) - set(names))
         if unknown:
             raise RobotIOError(f"relative joint(s) {', '.join(unknown)} are not among {', '.join(names)}")
@@ -321,7 +323,7 @@ class RobotIO:
                 scale = 100.0 / (hi - lo)
                 joints.append(JointMap(name, scale, -lo * scale, name in relative))
             else:
-                joints.append(JointMap(name, 180.0 / math.pi, 0.0, name in relative))
+                joints.append(JointMap(name, 180.0 / math.pi if degrees else 1.0, 0.0, name in relative))
         return cls(tuple(joints), float(control_period), int(history), tuple(cameras), bool(state))
 
 

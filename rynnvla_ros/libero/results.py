@@ -7,14 +7,12 @@ new run with the same settings skips the episodes already there.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rynnvla_ros.eval_results import ResultsError, read_results, write_atomic
+from rynnvla_ros.eval_results import load_results, save_results
 
-RESULTS_FILE = "results.json"
 TABLE_FILE = "results.md"
 REPORT_FILE = "report.md"
 PLOT_FILE = "success_rate.png"
@@ -105,29 +103,16 @@ class Results:
         return out
 
     # ---------------------------------------------------------------- files
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format_version": FORMAT_VERSION,
-            "settings": self.settings,
-            "summary": {"suites": self.per_suite(), "tasks": self.per_task()},
-            "episodes": [asdict(e) for e in self.episodes],
-        }
-
     def save(self, directory: Path) -> Path:
         """Write ``results.json`` atomically (a temporary file renamed over the old one)."""
-        return write_atomic(directory / RESULTS_FILE, json.dumps(self.to_dict(), indent=2, default=str) + "\n")
+        summary = {"suites": self.per_suite(), "tasks": self.per_task()}
+        return save_results(directory, FORMAT_VERSION, self.settings, summary, self.episodes)
 
     @classmethod
     def load(cls, directory: Path) -> Results | None:
         """The results in ``directory``, or None when there are none."""
-        path = directory / RESULTS_FILE
-        data = read_results(path, FORMAT_VERSION, "rynnvla-eval-libero")
-        if data is None:
-            return None
-        try:
-            return cls(data["settings"], [EpisodeRecord(**e) for e in data["episodes"]])
-        except TypeError as exc:
-            raise ResultsError(f"{path} is not a results file of rynnvla-eval-libero: {exc}") from None
+        stored = load_results(directory, FORMAT_VERSION, "rynnvla-eval-libero", EpisodeRecord)
+        return None if stored is None else cls(*stored)
 
 
 def _pct(successes: int, trials: int) -> str:

@@ -11,20 +11,24 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import json
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rynnvla_ros.eval_results import ResultsError, check_resumable, read_results, write_atomic
+from rynnvla_ros.eval_results import (
+    ResultsError,
+    check_resumable,
+    load_results,
+    save_results,
+    write_atomic,
+)
 
 PROG = "rynnvla-eval-sim"
-RESULTS_FILE = "results.json"
 REPORT_FILE = "report.md"
 FORMAT_VERSION = 1
 VIDEO_FPS = 10
@@ -135,29 +139,15 @@ class SimResults:
         """:func:`summarize` of the episodes."""
         return summarize(self.episodes)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format_version": FORMAT_VERSION,
-            "settings": self.settings,
-            "summary": self.summary(),
-            "episodes": [asdict(e) for e in self.episodes],
-        }
-
     def save(self, directory: Path) -> Path:
         """Write ``results.json`` atomically (a temporary file renamed over the old one)."""
-        return write_atomic(directory / RESULTS_FILE, json.dumps(self.to_dict(), indent=2, default=str) + "\n")
+        return save_results(directory, FORMAT_VERSION, self.settings, self.summary(), self.episodes)
 
     @classmethod
     def load(cls, directory: Path) -> SimResults | None:
         """The results stored in ``directory``, or None when there are none."""
-        path = directory / RESULTS_FILE
-        data = read_results(path, FORMAT_VERSION, PROG, "; use --fresh")
-        if data is None:
-            return None
-        try:
-            return cls(data["settings"], [SimEpisode(**e) for e in data["episodes"]])
-        except TypeError as exc:
-            raise ResultsError(f"{path} is not a results file of {PROG}: {exc}; use --fresh") from None
+        stored = load_results(directory, FORMAT_VERSION, PROG, SimEpisode, "; use --fresh")
+        return None if stored is None else cls(*stored)
 
 
 def resume(stored: SimResults | None, settings: Mapping[str, Any], seeds: Iterable[int]) -> SimResults:

@@ -9,9 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from rynnvla_ros.eval_results import ResultsError
+from rynnvla_ros.eval_results import RESULTS_FILE, ResultsError
 from rynnvla_ros.libero.evaluate import EvalConfig, parse_args, planned_episodes, run_evaluation
-from rynnvla_ros.libero.results import RESULTS_FILE
 
 TASK = "open the middle drawer of the cabinet"
 

@@ -9,12 +9,11 @@ import shlex
 import numpy as np
 import pytest
 
-from rynnvla_ros.eval_results import ResultsError, keeps_video, records_video
+from rynnvla_ros.eval_results import RESULTS_FILE, ResultsError, keeps_video, records_video
 from rynnvla_ros.tasks.block_in_circle import TASK_TEXT
 from rynnvla_ros.tasks.evaluate_sim import SimEvalConfig, main, parse_args, run_evaluation
 from rynnvla_ros.tasks.sim_eval import (
     REPORT_FILE,
-    RESULTS_FILE,
     SimEpisode,
     SimResults,
     checkpoint_sha256,
