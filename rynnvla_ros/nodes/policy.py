@@ -41,6 +41,9 @@ Parameters (the model and robot I/O ones are listed in rynnvla_ros/nodes/model_c
   dry_run (bool, true)           chunks are flagged dry_run (the controller ignores them), no joint_trajectory
   publish_trajectory (bool, true)  also publish joint_trajectory (config/policy.yaml: false, so100_controller
                                  takes action_chunk)
+  replan_period (float, 0.0)     s (trigger frame): a front frame makes an observation only this long after the
+                                 last one given to the model (0: every frame). The controller then follows
+                                 most of each chunk instead of only its first steps
   max_age (float, 0.2)           s: older images, and wrist images / joint states further from the image, refused
   image_qos (str, "reliable")    reliability of the image subscriptions: reliable or best_effort (for cameras
                                  publishing with sensor-data QoS; large best-effort images are often lost)
@@ -104,6 +107,7 @@ class PolicyNode(Node):
         self.trigger = self.declare_parameter("trigger", "frame").value
         self.dry_run = bool(self.declare_parameter("dry_run", True).value)
         self.publish_trajectory = bool(self.declare_parameter("publish_trajectory", True).value)
+        self.replan_period = float(self.declare_parameter("replan_period", 0.0).value)
         max_age = float(self.declare_parameter("max_age", 0.2).value)
         diag_period = float(self.declare_parameter("diagnostics_period", 1.0).value)
         image_qos = declare_image_qos(self)
@@ -113,6 +117,8 @@ class PolicyNode(Node):
             raise ValueError(f"trigger must be one of {', '.join(TRIGGERS)}, got {self.trigger!r}")
         if max_age <= 0 or diag_period <= 0:
             raise ValueError("max_age and diagnostics_period must be > 0")
+        if self.replan_period < 0:
+            raise ValueError(f"replan_period must be >= 0 s, got {self.replan_period}")
 
         self.io, io_source = declare_robot_io(self, spec)
         self.model = load_policy(spec)
@@ -125,6 +131,7 @@ class PolicyNode(Node):
         self.inference = RollingStats()
         self.chunk_rate = RateMeter(window=5.0)
         self.seq = 0
+        self._last_observation = -(2**62)  # stamp (ns) of the last observation given to the model
         self._resized: set[str] = set()
         self._errors_seen = 0
         # trigger request (all touched from the inputs callback group only): the newest request whose front frame
@@ -185,6 +192,8 @@ class PolicyNode(Node):
             return
         current = self.assembler.add_frame("front", stamp_ns(msg.header.stamp), rgb)
         if self.trigger == "frame":
+            if current.stamp - self._last_observation < self.replan_period * NS:
+                return  # the frame stays in the history; the chunk in force is still being followed
             self._handle(*self.assembler.offer(current, self.task, self._now()))
         else:
             self._serve_request()
@@ -249,6 +258,7 @@ class PolicyNode(Node):
         if obs is not None:
             if self.trigger == "request":
                 self._answered.append(obs.stamp)
+            self._last_observation = obs.stamp
             self.worker.submit(obs)
 
     def _now(self) -> int:

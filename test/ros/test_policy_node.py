@@ -151,6 +151,19 @@ def test_a_slow_model_builds_no_queue(make_policy):
     assert len(probe.chunks) == slow.calls
 
 
+def test_replan_period_skips_frames_but_keeps_them_in_the_history(make_policy):
+    node, probe = make_policy(replan_period=0.5)
+    assert probe.drive(lambda: bool(probe.chunks), timeout=20)
+    sent = len(probe.sent)
+    probe.drive(lambda: False, timeout=2.0)  # frames at 10 Hz for 2 s
+    assert node.worker.wait_idle(5)
+    probe.spin(0.3)
+    stamps = [stamp_of(c) for c in probe.chunks]
+    assert len(probe.sent) - sent >= 12 and 3 <= len(stamps) <= 6, (len(probe.sent) - sent, len(stamps))
+    assert np.diff(stamps).min() >= 0.5 * NS  # one observation per 0.5 s of frames
+    assert node.assembler.front.latest().stamp == probe.sent[-1]  # skipped frames still enter the image history
+
+
 def test_diagnostics_report_latency_drops_and_rejections(make_policy):
     node, probe = make_policy(diagnostics_period=0.2)
     probe.drive(lambda: node.rejections.counts.get("stale_image", 0) >= 1, timeout=10, stamp=probe.now() - NS)
