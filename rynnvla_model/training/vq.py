@@ -61,7 +61,9 @@ def backgrounds(images: np.ndarray, cameras: np.ndarray, max_frames: int = 2000)
     return np.stack(out).astype(np.float32)
 
 
-def reconstruction_loss(out: torch.Tensor, x: torch.Tensor, background: torch.Tensor | None, weight: float):
+def reconstruction_loss(
+    out: torch.Tensor, x: torch.Tensor, background: torch.Tensor | None, weight: float
+) -> torch.Tensor:
     """L1 + MSE between the reconstruction and ``x`` (B, 3, H, W) in [-1, 1]; pixels further than
     FOREGROUND_THRESHOLD from ``background`` (B, 3, H, W in [-1, 1], or None) weigh 1 + ``weight``."""
     if background is None or weight == 0:
