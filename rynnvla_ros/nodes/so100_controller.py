@@ -345,8 +345,13 @@ class So100ControllerNode(Node):
             info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
             info.p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
             image_pub, info_pub = self.image_pubs[name]
-            image_pub.publish(image)
-            info_pub.publish(info)
+            try:
+                image_pub.publish(image)
+                info_pub.publish(info)
+            except Exception:
+                if self.context.ok():
+                    raise
+                return  # the process is stopping: the context was shut down under the render thread
 
     def _publish_diagnostics(self) -> None:
         c = self.controller
