@@ -328,8 +328,6 @@ class So100ControllerNode(Node):
 
     # ------------------------------------------------------------------------------------------ outputs
     def _on_frames(self, frames: dict[str, np.ndarray], wall_time: float) -> None:
-        if not self.context.ok():  # shutting down: the render thread may deliver one last frame
-            return
         stamp = Time(nanoseconds=int(wall_time * 1e9)).to_msg()
         self.frame_rate.tick(time.monotonic())
         for name, rgb in frames.items():
@@ -351,7 +349,7 @@ class So100ControllerNode(Node):
             except Exception:
                 if self.context.ok():
                     raise
-                return  # the process is stopping: the context was shut down under the render thread
+                return  # shutting down: the render thread outlives the context by a frame or so; drop it
 
     def _publish_diagnostics(self) -> None:
         c = self.controller
