@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 import rclpy
@@ -12,6 +13,8 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, Si
 from rclpy.node import Node
 
 from rynnvla_ros.executables import NODES
+
+STOP_POLL = 0.1  # s between checks for a stop request (Ctrl-C, SIGTERM) while spinning
 
 
 def load_node_class(target: str) -> type[Node]:
@@ -38,7 +41,11 @@ def close_nodes(nodes: Sequence[Node]) -> None:
 
 
 def spin_nodes(nodes: Sequence[Node], threads: int | None = None) -> None:
-    """Spin ``nodes`` until shutdown (Ctrl-C or SIGTERM); then destroy them.
+    """Spin ``nodes`` until Ctrl-C or SIGTERM; then close and destroy them and shut rclpy down.
+
+    The signals only set a flag that the spin loop reads every :data:`STOP_POLL` s, so no callback is interrupted
+    half-way (an exception raised at an arbitrary point could leave a lock held and the shutdown waiting on it), and
+    the nodes close while the context is still valid. A second signal interrupts a shutdown that hangs.
 
     A single node whose class sets ``SINGLE_THREADED = True`` (it does its heavy work on its own thread) gets a
     single-threaded executor, which delivers messages about 3 ms sooner than rclpy's multi-threaded one; anything
@@ -50,11 +57,18 @@ def spin_nodes(nodes: Sequence[Node], threads: int | None = None) -> None:
         executor = MultiThreadedExecutor(num_threads=threads)
     for node in nodes:
         executor.add_node(node)
-    # SIGTERM as Ctrl-C: KeyboardInterrupt leaves spin() and the nodes are closed below. (Shutting the executor down
-    # from the signal handler, inside spin(), crashed rclpy now and then or left the process waiting.)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    stop = threading.Event()
+
+    def request_stop(_signum: int, _frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, request_stop)
     try:
-        executor.spin()
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=STOP_POLL)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
