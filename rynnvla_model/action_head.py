@@ -6,6 +6,12 @@ projected to ``int(hidden * 0.25)``, run through a bidirectional ``nn.Transforme
 dropout 0.1, final LayerNorm, no positional encoding) and the K*A query outputs go through an MLP-ResNet that maps
 each step's A*d features to A normalised action values. Parameter names match the release's state dict.
 
+``readout_tokens`` = N > 0 (not in the release; 0 reproduces it) adds a spatial readout: the last N context tokens
+(the images, which end the prompt) are projected to ``readout_dim`` values each, flattened in order and mapped by
+one linear layer to a vector added to every query. The encoder alone pools the context by attention without knowing
+where a token sits, which a small model trained from scratch does not learn to do: its chunks ignored where the
+block was, although a linear map of the backbone's states, position by position, predicts the first motion well.
+
 Batching: sample i is laid out as ``[context_i, queries, zeros]``, right-padded with zero vectors to the longest
 context. The release passes no padding mask, so those zero rows are attended (``mask_padding=False``, the default,
 reproduces it; with one sample or equal lengths there is no padding and both settings agree). ``mask_padding=True``
@@ -76,6 +82,8 @@ class ActionHead(nn.Module):
         ff_factor: int = 4,
         dropout: float = 0.1,
         mask_padding: bool = False,
+        readout_tokens: int = 0,
+        readout_dim: int = 8,
     ) -> None:
         super().__init__()
         width = int(hidden_size * hidden_factor)
@@ -89,6 +97,10 @@ class ActionHead(nn.Module):
         self.action_token_embeddings = nn.Embedding(1, time_horizon * action_dim * hidden_size)
         nn.init.normal_(self.action_token_embeddings.weight, std=0.02)
         self.hidden_projection = nn.Linear(hidden_size, width)
+        self.readout_tokens = readout_tokens
+        if readout_tokens:
+            self.readout_projection = nn.Linear(hidden_size, readout_dim)
+            self.readout = nn.Linear(readout_tokens * readout_dim, width)
         layer = nn.TransformerEncoderLayer(
             d_model=width,
             nhead=nhead,
@@ -145,7 +157,19 @@ class ActionHead(nn.Module):
         sequence = torch.gather(source, 1, index[..., None].expand(-1, -1, hidden))
 
         padding = (rel >= n_q) if self.mask_padding else None
-        encoded = self.transformer_encoder(self.hidden_projection(sequence), src_key_padding_mask=padding)
+        projected = self.hidden_projection(sequence)
+        if self.readout_tokens:
+            projected = projected + ((rel >= 0) & (rel < n_q))[..., None] * self._readout(packed, lengths)[:, None]
+        encoded = self.transformer_encoder(projected, src_key_padding_mask=padding)
         q_index = lengths[:, None] + torch.arange(n_q, device=device)[None, :]
         query_out = torch.gather(encoded, 1, q_index[..., None].expand(-1, -1, self.width))
         return self.output_projection(query_out)
+
+    def _readout(self, packed: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, width): the last ``readout_tokens`` context tokens, projected, flattened and mapped (zeros stand in
+        for tokens before a shorter context's start)."""
+        n = self.readout_tokens
+        index = lengths[:, None] - n + torch.arange(n, device=packed.device)[None, :]
+        rows = torch.gather(packed, 1, index.clamp(min=0)[..., None].expand(-1, -1, packed.shape[-1]))
+        rows = rows * (index >= 0)[..., None].to(rows.dtype)
+        return self.readout(self.readout_projection(rows).flatten(1))

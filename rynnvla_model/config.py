@@ -32,6 +32,10 @@ class RynnVLAConfig(ChameleonConfig):
     * ``action_head_*``: the Action Transformer head (reduced width ``int(hidden_size * hidden_factor)``, encoder
       layers, heads, feed-forward factor, dropout) and ``action_head_mask_padding`` (False = official behaviour:
       the zero rows that pad a batch of contexts are attended).
+    * ``absolute_positions``: N > 0 adds learned embeddings of the first N positions to the token embeddings
+      (GPT-2 style; positions past N share the last one); 0 = the release (rotary only).
+    * ``action_head_readout_tokens`` / ``action_head_readout_dim``: N > 0 adds the head's spatial readout of the
+      last N context tokens (``readout_dim`` values each); 0 = the release. See :mod:`rynnvla_model.action_head`.
     """
 
     model_type = "rynnvla"
@@ -50,6 +54,9 @@ class RynnVLAConfig(ChameleonConfig):
     action_head_ff_factor: int = 4
     action_head_dropout: float = 0.1
     action_head_mask_padding: bool = False
+    absolute_positions: int = 0
+    action_head_readout_tokens: int = 0
+    action_head_readout_dim: int = 8
     world_model_horizon: int = 1
 
     def __post_init__(self, **kwargs: Any) -> None:
@@ -60,6 +67,7 @@ class RynnVLAConfig(ChameleonConfig):
     def validate_rynnvla(self) -> None:
         """Raise ValueError on inconsistent settings."""
         positive = ("action_dim", "time_horizon", "action_head_layers", "action_head_ff_factor", "world_model_horizon")
+        positive += ("action_head_readout_dim",)
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -68,6 +76,10 @@ class RynnVLAConfig(ChameleonConfig):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        for name in ("absolute_positions", "action_head_readout_tokens"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
         if self.dropout >= 1 or self.action_head_dropout >= 1:
             raise ValueError("dropout probabilities must be < 1")
         if not 0 < self.action_head_hidden_factor <= 4:

@@ -98,7 +98,13 @@ class RynnVLADecoderLayer(ChameleonDecoderLayer):
 
 
 class RynnVLABackbone(nn.Module):
-    """Token embedding, decoder layers and final RMSNorm (Chameleon's text model without its VQ-VAE)."""
+    """Token embedding, decoder layers and final RMSNorm (Chameleon's text model without its VQ-VAE).
+
+    With ``config.absolute_positions`` > 0 (not in the release) a learned embedding of each token's position is
+    added to its token embedding: rotary attention tells a token how far away another one is, never where it is
+    itself. On its own this did not make a small model trained from scratch learn where the block is; the head's
+    spatial readout did (models/README.md).
+    """
 
     def __init__(self, config: RynnVLAConfig) -> None:
         super().__init__()
@@ -106,6 +112,9 @@ class RynnVLABackbone(nn.Module):
             raise ValueError("swin_norm=True is not supported (RynnVLA-002 uses swin_norm=False)")
         self.config = config
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.embed_positions = (
+            nn.Embedding(config.absolute_positions, config.hidden_size) if config.absolute_positions else None
+        )
         self.layers = nn.ModuleList(RynnVLADecoderLayer(config, i) for i in range(config.num_hidden_layers))
         self.norm = ChameleonRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.rotary_emb = ChameleonRotaryEmbedding(config=config)
@@ -129,6 +138,9 @@ class RynnVLABackbone(nn.Module):
         if position_ids is None:
             seen = past_key_values.get_seq_length() if past_key_values is not None else 0
             position_ids = (torch.arange(input_ids.shape[1], device=input_ids.device) + seen).unsqueeze(0)
+        if self.embed_positions is not None:
+            last = self.embed_positions.num_embeddings - 1
+            inputs_embeds = inputs_embeds + self.embed_positions(position_ids.clamp(0, last))
         if attention_mask is not None and attention_mask.dim() == 4:
             mask = attention_mask.to(inputs_embeds.dtype)
         else:
@@ -199,6 +211,8 @@ class RynnVLAForActionWorldModel(ChameleonPreTrainedModel):
             ff_factor=config.action_head_ff_factor,
             dropout=config.action_head_dropout,
             mask_padding=config.action_head_mask_padding,
+            readout_tokens=config.action_head_readout_tokens,
+            readout_dim=config.action_head_readout_dim,
         )
         self._weights_cache: dict[tuple[torch.device, float], torch.Tensor] = {}
         self.post_init()

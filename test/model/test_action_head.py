@@ -46,7 +46,7 @@ def test_official_parameter_names_and_shapes() -> None:
         expected |= {p + "0.weight": (1024,), p + "1.weight": (1024, 1024), p + "1.bias": (1024,)}
     for name, shape in expected.items():
         assert shapes.get(name) == shape, name
-    assert not any(name.startswith("transformer_encoder.layers.2") for name in shapes)
+    assert not any(name.startswith("transformer_encoder.layers.2") or "readout" in name for name in shapes)
     layer = h.transformer_encoder.layers[0]
     assert layer.self_attn.num_heads == 4 and not layer.norm_first and layer.self_attn.batch_first
     assert layer.dropout.p == pytest.approx(0.1) and layer.activation_relu_or_gelu == 1
@@ -76,6 +76,29 @@ def test_queries_have_no_positional_encoding() -> None:
     mask = torch.ones(1, 7, dtype=torch.bool)
     perm = torch.randperm(7)
     torch.testing.assert_close(h(x[:, perm], mask), h(x, mask), rtol=1e-5, atol=1e-6)
+
+
+def test_spatial_readout_depends_on_where_the_last_tokens_sit() -> None:
+    torch.manual_seed(0)
+    h = ActionHead(H, A, K, nhead=4, mask_padding=True, readout_tokens=4, readout_dim=2).eval()
+    assert {n for n, _ in h.named_parameters() if "readout" in n} == {
+        "readout_projection.weight",
+        "readout_projection.bias",
+        "readout.weight",
+        "readout.bias",
+    }
+    x = torch.randn(1, 7, H)
+    mask = torch.ones(1, 7, dtype=torch.bool)
+    swapped = x[:, [0, 1, 2, 3, 4, 6, 5]]  # two of the last four trade places: the encoder alone would not notice
+    assert not torch.allclose(h(swapped, mask), h(x, mask), atol=1e-4)
+    short = torch.randn(1, 2, H)  # fewer context tokens than the readout reads: zeros stand in for the rest
+    padded = torch.zeros(2, 7, H)
+    padded[0], padded[1, :2] = x[0], short[0]
+    lengths = torch.zeros(2, 7, dtype=torch.bool)
+    lengths[0], lengths[1, :2] = True, True
+    batched = h(padded, lengths)
+    torch.testing.assert_close(batched[0], h(x, mask)[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(batched[1], h(short, torch.ones(1, 2, dtype=torch.bool))[0], rtol=1e-5, atol=1e-5)
 
 
 def _manual(h: ActionHead, context: torch.Tensor, n_zero: int, mask_zero: bool) -> torch.Tensor:

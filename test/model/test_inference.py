@@ -22,10 +22,12 @@ from rynnvla_model.vqgan import VQGAN, VQGANConfig
 K, A = 4, 3
 
 
-@pytest.fixture(scope="module")
-def model() -> RynnVLAForActionWorldModel:
+@pytest.fixture(scope="module", params=[0, 256], ids=["rotary", "absolute_positions"])
+def model(request: pytest.FixtureRequest) -> RynnVLAForActionWorldModel:
     torch.manual_seed(0)
-    cfg = RynnVLAConfig.tiny(action_dim=A, time_horizon=K, action_head_mask_padding=True)
+    cfg = RynnVLAConfig.tiny(
+        action_dim=A, time_horizon=K, action_head_mask_padding=True, absolute_positions=request.param
+    )
     return RynnVLAForActionWorldModel(cfg).eval()
 
 

@@ -146,6 +146,18 @@ def test_left_padding_gives_the_unpadded_logits() -> None:
     torch.testing.assert_close(batched, alone, rtol=1e-4, atol=1e-5)
 
 
+def test_absolute_positions_make_the_place_of_a_token_matter() -> None:
+    ids, _, _ = vla_sample()
+    shifted = torch.arange(len(ids))[None] + 7
+    with torch.no_grad():
+        rotary = make_model()
+        torch.testing.assert_close(rotary(ids[None], position_ids=shifted).logits, rotary(ids[None]).logits)
+        absolute = make_model(absolute_positions=len(ids) + 7)
+        assert not torch.allclose(absolute(ids[None], position_ids=shifted).logits, absolute(ids[None]).logits)
+        assert absolute.model.embed_positions.weight.shape == (len(ids) + 7, absolute.config.hidden_size)
+        assert rotary.model.embed_positions is None  # the release's parameter set
+
+
 def test_decoder_dropout_is_active_in_training_only() -> None:
     ids, _, _ = vla_sample()
     model = make_model(dropout=0.3)
