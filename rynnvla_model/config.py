@@ -66,8 +66,14 @@ class RynnVLAConfig(ChameleonConfig):
     # ---------------------------------------------------------------- checks and derived values
     def validate_rynnvla(self) -> None:
         """Raise ValueError on inconsistent settings."""
-        positive = ("action_dim", "time_horizon", "action_head_layers", "action_head_ff_factor", "world_model_horizon")
-        positive += ("action_head_readout_dim",)
+        positive = (
+            "action_dim",
+            "time_horizon",
+            "action_head_layers",
+            "action_head_ff_factor",
+            "action_head_readout_dim",
+            "world_model_horizon",
+        )
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

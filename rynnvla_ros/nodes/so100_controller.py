@@ -343,13 +343,8 @@ class So100ControllerNode(Node):
             info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
             info.p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
             image_pub, info_pub = self.image_pubs[name]
-            try:
-                image_pub.publish(image)
-                info_pub.publish(info)
-            except Exception:
-                if self.context.ok():
-                    raise
-                return  # shutting down: the render thread outlives the context by a frame or so; drop it
+            image_pub.publish(image)
+            info_pub.publish(info)
 
     def _publish_diagnostics(self) -> None:
         c = self.controller
