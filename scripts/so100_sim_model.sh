@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The shipped SO100 sim model, end to end on a CPU: record expert demonstrations of the block-in-circle task through
 # the ROS graph, convert them, train the VQGAN and the RynnVLA model (with and, for the ablation, without world-model
-# samples), and evaluate. Every number in models/README.md comes from these commands.
+# samples), and evaluate. The shipped model and the ablation table in models/README.md come from these commands.
 #
 #   bash scripts/so100_sim_model.sh record|convert|vq|train|train_vla_only|eval|eval_wm|all   [WORK=dir]
 #
@@ -31,7 +31,7 @@ convert() {
 
 vq() {
   "$BIN/rynnvla-train-vq" --root "$WORK/dataset" --output "$WORK/vq" --image-size 64 --downsample 8 --channels 16 \
-    --codebook-size 256 --steps 400 --batch-size 16 --lr 2e-3
+    --codebook-size 512 --steps 1500 --batch-size 32 --lr 2e-3 --foreground-weight 10
 }
 
 train_run() {  # $1: output dir, $2: world-model samples per VLA sample

@@ -136,8 +136,11 @@ def test_so100_graph_runs_out_of_the_box(ros_context, start_process):
     assert len(due) >= 20, f"only {len(due)} executed rows to compare"
     targets = joint_limits().clip(targets)  # the controller clips targets into the limits
     measured = np.stack([np.interp(due + LAG * NS, all_stamps, positions[:, j]) for j in range(6)], axis=1)
-    error = np.abs(measured - targets).max(axis=1)
-    start_error = np.abs(positions[0] - targets).max(axis=1)
+    # the arm's joints only: the gripper's target jumps by 1 rad (open to closed, past the block's width to squeeze
+    # it), which the velocity limit and the block keep it from following
+    arm = slice(0, 5)
+    error = np.abs(measured[:, arm] - targets[:, arm]).max(axis=1)
+    start_error = np.abs(positions[0, arm] - targets[:, arm]).max(axis=1)
     print(
         f"joint_states {rate:.1f} Hz; {len(window_chunks)} chunks in {(t1 - t0) / NS:.1f} s, "
         f"{diag['accepted_chunks']} accepted, {diag['rejected_chunks']} rejected; tracking error over {len(due)} "
