@@ -66,26 +66,24 @@ class RynnVLAConfig(ChameleonConfig):
     # ---------------------------------------------------------------- checks and derived values
     def validate_rynnvla(self) -> None:
         """Raise ValueError on inconsistent settings."""
-        positive = (
-            "action_dim",
-            "time_horizon",
-            "action_head_layers",
-            "action_head_ff_factor",
-            "action_head_readout_dim",
-            "world_model_horizon",
-        )
-        for name in positive:
+        integers = {  # name: smallest allowed value (0: the option is off, as in the release)
+            "action_dim": 1,
+            "time_horizon": 1,
+            "action_head_layers": 1,
+            "action_head_ff_factor": 1,
+            "action_head_readout_dim": 1,
+            "world_model_horizon": 1,
+            "absolute_positions": 0,
+            "action_head_readout_tokens": 0,
+        }
+        for name, low in integers.items():
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         for name in ("z_loss_weight", "l1_weight", "image_loss_weight", "dropout", "action_head_dropout"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        for name in ("absolute_positions", "action_head_readout_tokens"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
         if self.dropout >= 1 or self.action_head_dropout >= 1:
             raise ValueError("dropout probabilities must be < 1")
         if not 0 < self.action_head_hidden_factor <= 4:

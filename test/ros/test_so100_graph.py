@@ -24,7 +24,7 @@ from visualization_msgs.msg import MarkerArray
 
 from rynnvla_model.policy import RynnVLAPolicy
 from rynnvla_ros import default_model, topics
-from rynnvla_ros.control.so100_description import JOINT_NAMES, joint_limits
+from rynnvla_ros.control.so100_description import GRIPPER, JOINT_NAMES, joint_limits
 
 pytestmark = [pytest.mark.slow, pytest.mark.sim, pytest.mark.ros]
 
@@ -135,11 +135,11 @@ def test_so100_graph_runs_out_of_the_box(ros_context, start_process):
     due, targets = active_rows(probe.chunks, first_chunk + round(SETTLE * NS), t1 - round(LAG * NS))
     assert len(due) >= 20, f"only {len(due)} executed rows to compare"
     targets = joint_limits().clip(targets)  # the controller clips targets into the limits
-    measured = np.stack([np.interp(due + LAG * NS, all_stamps, positions[:, j]) for j in range(6)], axis=1)
     # the arm's joints only: the gripper's target jumps by 1 rad (open to closed, past the block's width to squeeze
     # it), which the velocity limit and the block keep it from following
-    arm = slice(0, 5)
-    error = np.abs(measured[:, arm] - targets[:, arm]).max(axis=1)
+    arm = [j for j, name in enumerate(JOINT_NAMES) if name != GRIPPER]
+    measured = np.stack([np.interp(due + LAG * NS, all_stamps, positions[:, j]) for j in arm], axis=1)
+    error = np.abs(measured - targets[:, arm]).max(axis=1)
     start_error = np.abs(positions[0, arm] - targets[:, arm]).max(axis=1)
     print(
         f"joint_states {rate:.1f} Hz; {len(window_chunks)} chunks in {(t1 - t0) / NS:.1f} s, "
