@@ -46,6 +46,10 @@ class VQGANConfig:
     """GroupNorm groups (32 in Chameleon; small test configs use fewer)."""
     beta: float = 0.25
     """Weight of the commitment term in :attr:`QuantizerOutput.loss`."""
+    local: bool = False
+    """An encoder that sees each token's patch alone (1x1 convs, 2x2 stride-2 downsampling, no attention, each
+    position normalised over its own channels instead of GroupNorm's image-wide statistics), so an unchanged patch
+    keeps its code whatever moves elsewhere. The decoder is unchanged. Not Chameleon's layout (``local: false``)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ch_mult", tuple(int(m) for m in self.ch_mult))
@@ -58,6 +62,8 @@ class VQGANConfig:
         for mult in (1, *self.ch_mult):
             if (self.ch * mult) % self.num_groups:
                 raise ValueError(f"channel count {self.ch * mult} is not divisible by num_groups {self.num_groups}")
+        if self.local and self.attn_resolutions:
+            raise ValueError(f"a local VQGAN has no attention, got attn_resolutions {self.attn_resolutions}")
         if self.double_z:
             raise ValueError("double_z=True (a KL autoencoder) is not a VQGAN; Chameleon uses double_z: false")
 
@@ -151,20 +157,37 @@ class VQGANConfig:
 
 
 # -------------------------------------------------------------------- building blocks
-def _norm(channels: int, groups: int) -> nn.GroupNorm:
+class PositionNorm(nn.Module):
+    """Normalises each position of (N, C, H, W) over its C channels (``weight``/``bias`` named as GroupNorm's)."""
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], self.weight, self.bias, self.eps)
+        return y.permute(0, 3, 1, 2)
+
+
+def _norm(channels: int, groups: int | None) -> nn.Module:
+    """GroupNorm with ``groups`` groups, or :class:`PositionNorm` when ``groups`` is None (a local VQGAN)."""
+    if groups is None:
+        return PositionNorm(channels)
     return nn.GroupNorm(groups, channels, eps=1e-6, affine=True)
 
 
 class ResnetBlock(nn.Module):
     """GroupNorm-swish-conv twice with a residual; a 1x1 ``nin_shortcut`` when the width changes."""
 
-    def __init__(self, c_in: int, c_out: int, dropout: float, groups: int) -> None:
+    def __init__(self, c_in: int, c_out: int, dropout: float, groups: int | None, kernel: int = 3) -> None:
         super().__init__()
         self.norm1 = _norm(c_in, groups)
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.conv1 = nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2)
         self.norm2 = _norm(c_out, groups)
         self.dropout = nn.Dropout(dropout)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.conv2 = nn.Conv2d(c_out, c_out, kernel, padding=kernel // 2)
         self.nin_shortcut = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -177,7 +200,7 @@ class ResnetBlock(nn.Module):
 class AttnBlock(nn.Module):
     """Single-head spatial self-attention with 1x1-conv projections ``q``, ``k``, ``v``, ``proj_out``."""
 
-    def __init__(self, channels: int, groups: int) -> None:
+    def __init__(self, channels: int, groups: int | None) -> None:
         super().__init__()
         self.norm = _norm(channels, groups)
         self.q = nn.Conv2d(channels, channels, 1)
@@ -197,14 +220,16 @@ class AttnBlock(nn.Module):
 
 
 class Downsample(nn.Module):
-    """Stride-2 3x3 conv after padding one pixel on the right and bottom."""
+    """Stride-2 3x3 conv after padding one pixel on the right and bottom (``local``: a 2x2 stride-2 conv, which
+    mixes no pixels across 2x2 cells)."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, local: bool = False) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, stride=2)
+        self.local = local
+        self.conv = nn.Conv2d(channels, channels, 2 if local else 3, stride=2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.pad(x, (0, 1, 0, 1)))
+        return self.conv(x if self.local else F.pad(x, (0, 1, 0, 1)))
 
 
 class Upsample(nn.Module):
@@ -219,11 +244,12 @@ class Upsample(nn.Module):
 
 
 class _Mid(nn.Module):
-    def __init__(self, channels: int, dropout: float, groups: int) -> None:
+    def __init__(self, channels: int, dropout: float, groups: int | None, local: bool = False) -> None:
         super().__init__()
-        self.block_1 = ResnetBlock(channels, channels, dropout, groups)
-        self.attn_1 = AttnBlock(channels, groups)
-        self.block_2 = ResnetBlock(channels, channels, dropout, groups)
+        k = 1 if local else 3
+        self.block_1 = ResnetBlock(channels, channels, dropout, groups, k)
+        self.attn_1 = nn.Identity() if local else AttnBlock(channels, groups)
+        self.block_2 = ResnetBlock(channels, channels, dropout, groups, k)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.block_2(self.attn_1(self.block_1(x)))
@@ -250,25 +276,25 @@ class Encoder(nn.Module):
 
     def __init__(self, cfg: VQGANConfig) -> None:
         super().__init__()
-        g = cfg.num_groups
-        self.conv_in = nn.Conv2d(cfg.in_channels, cfg.ch, 3, padding=1)
+        g, k = (None, 1) if cfg.local else (cfg.num_groups, 3)
+        self.conv_in = nn.Conv2d(cfg.in_channels, cfg.ch, k, padding=k // 2)
         self.down = nn.ModuleList()
         res, c_in = cfg.resolution, cfg.ch
         for i, mult in enumerate(cfg.ch_mult):
             level = _Level()
             c_out = cfg.ch * mult
             for _ in range(cfg.num_res_blocks):
-                level.block.append(ResnetBlock(c_in, c_out, cfg.dropout, g))
+                level.block.append(ResnetBlock(c_in, c_out, cfg.dropout, g, k))
                 c_in = c_out
                 if res in cfg.attn_resolutions:
                     level.attn.append(AttnBlock(c_in, g))
             if i != len(cfg.ch_mult) - 1:
-                level.downsample = Downsample(c_in)
+                level.downsample = Downsample(c_in, cfg.local)
                 res //= 2
             self.down.append(level)
-        self.mid = _Mid(c_in, cfg.dropout, g)
+        self.mid = _Mid(c_in, cfg.dropout, g, cfg.local)
         self.norm_out = _norm(c_in, g)
-        self.conv_out = nn.Conv2d(c_in, cfg.z_channels, 3, padding=1)
+        self.conv_out = nn.Conv2d(c_in, cfg.z_channels, k, padding=k // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(x)

@@ -74,16 +74,19 @@ def reconstruction_loss(
     return ((err.abs() + err.square()) * w).mean() / w.mean()
 
 
-def make_vqgan(preset: str, codebook_size: int, downsample_factor: int = 16, channels: int = 0) -> VQGAN:
+def make_vqgan(
+    preset: str, codebook_size: int, downsample_factor: int = 16, channels: int = 0, local: bool = False
+) -> VQGAN:
     """A fresh VQGAN of ``preset`` (tiny or small) with ``codebook_size`` codes, ``downsample_factor`` x fewer
-    tokens per side than pixels and ``channels`` base channels (0: the preset's)."""
+    tokens per side than pixels, ``channels`` base channels (0: the preset's) and local codes when ``local``
+    (see :attr:`VQGANConfig.local`)."""
     configs = {"tiny": VQGANConfig.tiny, "small": VQGANConfig.small}
     if preset not in configs:
         raise ValueError(f"--preset must be one of {sorted(configs)}, got {preset!r}")
     config = configs[preset](n_embed=codebook_size, downsample_factor=downsample_factor)
     if channels:
         config = dataclasses.replace(config, ch=channels, num_groups=math.gcd(config.num_groups, channels))
-    return VQGAN(config)
+    return VQGAN(dataclasses.replace(config, local=local))
 
 
 @torch.no_grad()
@@ -133,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--codebook-size", type=int, default=256, help="number of codes")
     p.add_argument("--downsample", type=int, default=16, help="pixels per token side (small: 8 or 16)")
     p.add_argument("--channels", type=int, default=0, help="base channels of the encoder/decoder (0: the preset's)")
+    p.add_argument(
+        "--local",
+        action="store_true",
+        help="codes that depend only on their neighbourhood (no attention, per-position norm): a static patch keeps "
+        "its code when the arm moves",
+    )
     p.add_argument("--steps", type=int, default=2000, help="optimizer steps")
     p.add_argument("--batch-size", type=int, default=32, help="images per step")
     p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (cosine to 10%% of it)")
@@ -164,7 +173,7 @@ def train_vq(args: argparse.Namespace) -> dict[str, float]:
     background = None
     if args.foreground_weight:
         background = torch.from_numpy(backgrounds(train, train_cameras)).permute(0, 3, 1, 2).to(device) * 2 - 1
-    vqgan = make_vqgan(args.preset, args.codebook_size, args.downsample, args.channels).to(device).train()
+    vqgan = make_vqgan(args.preset, args.codebook_size, args.downsample, args.channels, args.local).to(device).train()
     optimizer = torch.optim.Adam(vqgan.parameters(), lr=args.lr, betas=(0.5, 0.9))
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.steps, eta_min=0.1 * args.lr)
     rng = np.random.default_rng(args.seed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -189,6 +190,30 @@ def test_yaml_config_and_validation(tmp_path: Path) -> None:
         model.encode(torch.zeros(3, 8, 8))
     with pytest.raises(ValueError, match=r"codes must lie in 0\.\.15"):
         model.decode(torch.full((1, 2, 2), 16))
+
+
+def test_local_codes_depend_on_their_patch_only_and_round_trip(tmp_path: Path) -> None:
+    """A local VQGAN's latent of a patch stays bit-identical when any other patch changes; GroupNorm's image-wide
+    statistics, the mid-block attention and the 3x3 convs make the default one's change far away."""
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    moved = x.clone()
+    moved[:, :, :4, :4] = -x[:, :, :4, :4]  # the top-left token's 4x4 patch
+    for local in (False, True):
+        cfg = dataclasses.replace(VQGANConfig.tiny(n_embed=16, downsample_factor=4), local=local)
+        model = VQGAN(cfg).eval()
+        with torch.no_grad():
+            z, z_moved = (model.quant_conv(model.encoder(im))[0] for im in (x, moved))
+        changed = (z != z_moved).any(dim=0)
+        assert bool(changed[0, 0]) and bool(changed[-1, -1]) != local
+        assert int(changed.sum()) == 1 if local else int(changed.sum()) > 100
+    model.save(tmp_path / "local")
+    back = load_vqgan(tmp_path / "local")
+    assert back.config.local and "encoder.mid.attn_1.q.weight" not in back.state_dict()
+    with torch.no_grad():
+        assert torch.equal(back.encode(x), model.encode(x))
+    with pytest.raises(ValueError, match="a local VQGAN has no attention"):
+        VQGANConfig(ch=8, num_groups=4, attn_resolutions=(16,), local=True)
 
 
 def test_straight_through_training_losses() -> None:

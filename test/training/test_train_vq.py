@@ -61,3 +61,6 @@ def test_train_vq_writes_a_loadable_tokenizer_that_reconstructs(tmp_path: Path) 
     assert main(["--root", str(tmp_path / "missing"), "--output", str(out)]) == 2
     assert main([*args[:3], str(tmp_path / "vq_fg"), *args[4:], "--foreground-weight", "5"]) == 0
     assert json.loads((tmp_path / "vq_fg" / "metrics.json").read_text())["psnr"] > 12
+    assert main([*args[:3], str(tmp_path / "vq_local"), *args[4:], "--local"]) == 0
+    assert load_vqgan(tmp_path / "vq_local").config.local
+    assert json.loads((tmp_path / "vq_local" / "metrics.json").read_text())["psnr"] > 12
