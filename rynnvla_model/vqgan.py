@@ -179,7 +179,7 @@ def _norm(channels: int, groups: int | None) -> nn.Module:
 
 
 class ResnetBlock(nn.Module):
-    """GroupNorm-swish-conv twice with a residual; a 1x1 ``nin_shortcut`` when the width changes."""
+    """Norm-swish-conv twice with a residual; a 1x1 ``nin_shortcut`` when the width changes."""
 
     def __init__(self, c_in: int, c_out: int, dropout: float, groups: int | None, kernel: int = 3) -> None:
         super().__init__()

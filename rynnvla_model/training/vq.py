@@ -139,8 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--local",
         action="store_true",
-        help="codes that depend only on their neighbourhood (no attention, per-position norm): a static patch keeps "
-        "its code when the arm moves",
+        help="an encoder that sees each token's patch alone (1x1 convs, 2x2 downsampling, no attention): a static "
+        "patch keeps its code when the arm moves",
     )
     p.add_argument("--steps", type=int, default=2000, help="optimizer steps")
     p.add_argument("--batch-size", type=int, default=32, help="images per step")
