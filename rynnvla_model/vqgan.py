@@ -244,12 +244,13 @@ class Upsample(nn.Module):
 
 
 class _Mid(nn.Module):
-    def __init__(self, channels: int, dropout: float, groups: int | None, local: bool = False) -> None:
+    def __init__(
+        self, channels: int, dropout: float, groups: int | None, kernel: int = 3, attention: bool = True
+    ) -> None:
         super().__init__()
-        k = 1 if local else 3
-        self.block_1 = ResnetBlock(channels, channels, dropout, groups, k)
-        self.attn_1 = nn.Identity() if local else AttnBlock(channels, groups)
-        self.block_2 = ResnetBlock(channels, channels, dropout, groups, k)
+        self.block_1 = ResnetBlock(channels, channels, dropout, groups, kernel)
+        self.attn_1 = AttnBlock(channels, groups) if attention else nn.Identity()
+        self.block_2 = ResnetBlock(channels, channels, dropout, groups, kernel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.block_2(self.attn_1(self.block_1(x)))
@@ -292,7 +293,7 @@ class Encoder(nn.Module):
                 level.downsample = Downsample(c_in, cfg.local)
                 res //= 2
             self.down.append(level)
-        self.mid = _Mid(c_in, cfg.dropout, g, cfg.local)
+        self.mid = _Mid(c_in, cfg.dropout, g, k, attention=not cfg.local)
         self.norm_out = _norm(c_in, g)
         self.conv_out = nn.Conv2d(c_in, cfg.z_channels, k, padding=k // 2)
 
