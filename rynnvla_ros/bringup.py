@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import rclpy
 
-    from rynnvla_ros.node_runner import spin_nodes
+    from rynnvla_ros.node_runner import exit_code, spin_nodes
 
     rclpy.init(args=[])
     active = profile.active_nodes(values)
@@ -157,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pass
     finally:
         stop_children(children)
-    return 0
+    return exit_code(nodes)
 
 
 def start_nodes(

@@ -78,6 +78,12 @@ def spin_nodes(nodes: Sequence[Node], threads: int | None = None) -> None:
             rclpy.shutdown()
 
 
+def exit_code(nodes: Sequence[Node]) -> int:
+    """The process's exit status once ``nodes`` stopped: the largest ``exit_code`` attribute a node set (a node
+    that ends the graph because it cannot go on sets 1), else 0."""
+    return max((int(getattr(n, "exit_code", 0)) for n in nodes), default=0)
+
+
 def main(target: str, argv: Sequence[str] | None = None) -> int:
     """Entry point of a node executable: ``rclpy.init`` with the command line, build the node, spin."""
     rclpy.init(args=list(sys.argv if argv is None else argv))
@@ -88,4 +94,4 @@ def main(target: str, argv: Sequence[str] | None = None) -> int:
         rclpy.shutdown()
         return 1
     spin_nodes([node])
-    return 0
+    return exit_code([node])

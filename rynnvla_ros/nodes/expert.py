@@ -7,7 +7,8 @@ a recorded demonstration) and as a trajectory, which the controller executes thr
 leader arm the expert knows its future, so each trajectory holds the next ``horizon`` s of the plan from
 ``lookahead`` on: a message delayed by a busy machine still has points ahead of the controller's clock. With
 ``record`` it wraps every episode in the recorder's services: successful episodes are kept, failed ones discarded.
-It ends the process when ``episodes`` are done (``exit_when_done``).
+It ends the process when ``episodes`` are done (``exit_when_done``), or when it cannot go on (a service missing or
+refusing): then ``exit_code`` is 1, which ``rynnvla-bringup`` and the node's executable return.
 
 Topics (relative; the record profile remaps them):
   joint_states      sensor_msgs/JointState           in: the follower's measured joints (topics.JOINT_STATES)
@@ -32,6 +33,8 @@ Parameters:
   settle_time (float, 2.5)      s between a reset and the start of motion (the controller's ramp-in, fresh frames)
   end_time (float, 1.0)         s after the plan ends before success is read
   service_timeout (float, 10.0) s to wait for a service answer
+  reset_attempts (int, 3)       tries of a task reset that gets no answer in time (the same seed lays out the same
+                                task, so a retry is safe; a busy machine can stall the controller for seconds)
   exit_when_done (bool, true)   shut the process down after the last episode
   scene (str, "")               MJCF scene of the twin to plan on (empty: the package's; as so100_controller's)
 """
@@ -84,12 +87,15 @@ class So100ExpertNode(Node):
                 "settle_time": 2.5,
                 "end_time": 1.0,
                 "service_timeout": 10.0,
+                "reset_attempts": 3,
                 "exit_when_done": True,
                 "scene": "",
             }.items()
         }
         if min(p["rate"], p["lookahead"], p["point_period"]) <= 0 or p["horizon"] < 0 or p["episodes"] < 0:
             raise ValueError("rate, lookahead and point_period must be > 0, horizon and episodes >= 0")
+        if p["reset_attempts"] < 1:
+            raise ValueError(f"reset_attempts must be >= 1, got {p['reset_attempts']}")
         n_points = round(p["horizon"] / p["point_period"]) + 1
         self.point_times = p["lookahead"] + p["point_period"] * np.arange(n_points)
         self.p = p
@@ -99,6 +105,7 @@ class So100ExpertNode(Node):
         self._task: tuple[float, TaskState] | None = None
         self._plan: tuple[float, ExpertPlan] | None = None  # (monotonic start, plan) while an episode plays
         self.results: list[tuple[int, bool]] = []  # (seed, success)
+        self.exit_code = 0  # 1 once the demonstrations stopped on an error
 
         qos = QoSProfile(depth=10)
         services = ReentrantCallbackGroup()
@@ -176,9 +183,22 @@ class So100ExpertNode(Node):
                 break
         raise ExpertError(f"no joint state from the controller within {timeout:g} s")
 
+    def _reset(self, seed: int) -> TaskReset.Response:
+        """The controller's answer to a reset to ``seed``, asked up to ``reset_attempts`` times."""
+        attempts = int(self.p["reset_attempts"])
+        request = TaskReset.Request(seed=seed)
+        for attempt in range(2, attempts + 1):
+            try:
+                return self._call(self.reset_client, request, "task reset")
+            except ExpertError as exc:
+                if self._stop.is_set():
+                    raise
+                self.get_logger().warning(f"{exc}; asking again (attempt {attempt}/{attempts})")
+        return self._call(self.reset_client, request, "task reset")
+
     def run_episode(self, seed: int) -> bool:
         """Lay out, (record,) play and judge one episode; whether the block ended inside the circle."""
-        reset = self._call(self.reset_client, TaskReset.Request(seed=seed), "task reset")
+        reset = self._reset(seed)
         if not reset.success:
             raise ExpertError(f"the controller refused the task reset: {reset.message}")
         layout = Layout((reset.block[0], reset.block[1]), reset.block[2], (reset.target[0], reset.target[1]))
@@ -230,8 +250,10 @@ class So100ExpertNode(Node):
                 )
                 i += 1
         except ExpertError as exc:
+            self.exit_code = 1
             self.get_logger().error(f"stopping the demonstrations: {exc}")
         except Exception as exc:  # a bug, not a bad input: say so instead of dying silently with the thread
+            self.exit_code = 1
             self.get_logger().error(f"stopping the demonstrations: {type(exc).__name__}: {exc}")
         finally:
             with self._lock:
