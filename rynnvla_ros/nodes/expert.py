@@ -249,12 +249,10 @@ class So100ExpertNode(Node):
                     f"{'success' if success else 'failed'}; {done}/{len(self.results)} successful so far"
                 )
                 i += 1
-        except ExpertError as exc:
+        except Exception as exc:  # ExpertError: a service missing or refusing; anything else is a bug: say so too
             self.exit_code = 1
-            self.get_logger().error(f"stopping the demonstrations: {exc}")
-        except Exception as exc:  # a bug, not a bad input: say so instead of dying silently with the thread
-            self.exit_code = 1
-            self.get_logger().error(f"stopping the demonstrations: {type(exc).__name__}: {exc}")
+            why = str(exc) if isinstance(exc, ExpertError) else f"{type(exc).__name__}: {exc}"
+            self.get_logger().error(f"stopping the demonstrations: {why}")
         finally:
             with self._lock:
                 self._plan = None
