@@ -34,6 +34,9 @@ class RynnVLAConfig(ChameleonConfig):
       the zero rows that pad a batch of contexts are attended).
     * ``absolute_positions``: N > 0 adds learned embeddings of the first N positions to the token embeddings
       (GPT-2 style; positions past N share the last one); 0 = the release (rotary only).
+    * ``image_reference_views``: V > 0 (the number of camera views per frame) gives each image token a learned
+      embedding of the token at the place it predicts in the image V blocks earlier (the same view's previous frame),
+      so a world model can copy what does not change; 0 = the release.
     * ``action_head_readout_tokens`` / ``action_head_readout_dim``: N > 0 adds the head's spatial readout of the
       last N context tokens (``readout_dim`` values each); 0 = the release. See :mod:`rynnvla_model.action_head`.
     """
@@ -55,6 +58,7 @@ class RynnVLAConfig(ChameleonConfig):
     action_head_dropout: float = 0.1
     action_head_mask_padding: bool = False
     absolute_positions: int = 0
+    image_reference_views: int = 0
     action_head_readout_tokens: int = 0
     action_head_readout_dim: int = 8
     world_model_horizon: int = 1
@@ -74,6 +78,7 @@ class RynnVLAConfig(ChameleonConfig):
             "action_head_readout_dim": 1,
             "world_model_horizon": 1,
             "absolute_positions": 0,
+            "image_reference_views": 0,
             "action_head_readout_tokens": 0,
         }
         for name, low in integers.items():

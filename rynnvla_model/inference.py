@@ -111,13 +111,14 @@ def _run(
     mask: torch.Tensor | None,
     positions: torch.Tensor,
     cache: DynamicCache | None,
+    full_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Backbone forward (with the cache when given); returns final-norm hidden states."""
     use_cache = cache is not None
     if mask is not None and mask.dim() == 4:
         with model.custom_mask_attention():
-            return model.model(ids, mask, positions, cache, use_cache)[0]
-    return model.model(ids, mask, positions, cache, use_cache)[0]
+            return model.model(ids, mask, positions, cache, use_cache, full_ids)[0]
+    return model.model(ids, mask, positions, cache, use_cache, full_ids)[0]
 
 
 def _argmax_over(model: RynnVLAForActionWorldModel, hidden: torch.Tensor, allowed_ids: torch.Tensor) -> torch.Tensor:
@@ -255,7 +256,7 @@ def predict_next_frames(
                 else:
                     positions = next_pos[:, None] + torch.arange(n_new, device=device)[None, :]
                     mask = None if bool(valid.all()) else seq_valid.long()
-                    hidden = _run(model, pending, mask, positions, cache)
+                    hidden = _run(model, pending, mask, positions, cache, torch.cat([ids, *generated], dim=1))
                 next_pos = next_pos + n_new
                 passes += 1
                 token = _argmax_over(model, hidden[:, -1], code_ids)

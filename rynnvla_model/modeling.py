@@ -97,6 +97,36 @@ class RynnVLADecoderLayer(ChameleonDecoderLayer):
         return (hidden_states,)
 
 
+def image_slot_ids(input_ids: torch.Tensor, layout: VocabLayout) -> torch.LongTensor:
+    """(B, L) place of each token inside its image block: 1 for ``image_start`` ... the block length for
+    ``image_end``; 0 outside image blocks (an unfinished block at the end continues to count)."""
+    idx = torch.arange(input_ids.shape[-1], device=input_ids.device).expand_as(input_ids)
+    none = torch.full_like(input_ids, -1)
+    last_start = torch.where(input_ids == layout.image_start, idx, none).cummax(dim=-1).values
+    last_end = torch.where(input_ids == layout.image_end, idx, none).cummax(dim=-1).values
+    end_before = torch.cat([none[..., :1], last_end[..., :-1]], dim=-1)  # an image_end belongs to its own block
+    inside = (last_start >= 0) & (last_start > end_before)
+    return torch.where(inside, idx - last_start + 1, 0)
+
+
+def image_reference_ids(input_ids: torch.Tensor, layout: VocabLayout, views: int) -> torch.LongTensor:
+    """(B, L) for a token at place s of the k-th image block (k >= ``views``): the id at place s + 1 of block
+    k - ``views``, i.e. the token at the place it predicts in the previous image of its view; ``layout.pad``
+    elsewhere."""
+    length = input_ids.shape[-1]
+    idx = torch.arange(length, device=input_ids.device).expand_as(input_ids)
+    slots = image_slot_ids(input_ids, layout)
+    starts = input_ids == layout.image_start
+    block = starts.long().cumsum(dim=-1) - 1
+    start_pos = torch.full((input_ids.shape[0], length + 1), -1, dtype=torch.long, device=input_ids.device)
+    start_pos.scatter_(1, torch.where(starts, block, length), idx)  # column `length` collects the other tokens
+    source = block - views
+    ref_pos = (start_pos.gather(1, source.clamp(min=0)) + slots).clamp(0, length - 1)
+    found = (slots > 0) & (source >= 0) & (ref_pos < idx)
+    found &= (slots.gather(1, ref_pos) == slots + 1) & (block.gather(1, ref_pos) == source)
+    return torch.where(found, input_ids.gather(1, ref_pos), layout.pad)
+
+
 class RynnVLABackbone(nn.Module):
     """Token embedding, decoder layers and final RMSNorm (Chameleon's text model without its VQ-VAE).
 
@@ -104,6 +134,11 @@ class RynnVLABackbone(nn.Module):
     added to its token embedding: rotary attention tells a token how far away another one is, never where it is
     itself. On its own this did not make a small model trained from scratch learn where the block is; the head's
     spatial readout did (models/README.md).
+
+    With ``config.image_reference_views`` = V > 0 (not in the release) each token of an image block also gets a
+    learned embedding of the token at the place it predicts in the image V blocks earlier (the same view's previous
+    frame; :func:`image_reference_ids`): a small model trained from scratch did not learn to find that token by
+    attention, so it could not copy the parts of a frame that do not change (models/README.md).
     """
 
     def __init__(self, config: RynnVLAConfig) -> None:
@@ -114,6 +149,11 @@ class RynnVLABackbone(nn.Module):
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         self.embed_positions = (
             nn.Embedding(config.absolute_positions, config.hidden_size) if config.absolute_positions else None
+        )
+        self.embed_references = (
+            nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.layout.pad)
+            if config.image_reference_views
+            else None
         )
         self.layers = nn.ModuleList(RynnVLADecoderLayer(config, i) for i in range(config.num_hidden_layers))
         self.norm = ChameleonRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
@@ -126,11 +166,13 @@ class RynnVLABackbone(nn.Module):
         position_ids: torch.LongTensor | None = None,
         past_key_values: Cache | None = None,
         use_cache: bool = False,
+        full_ids: torch.LongTensor | None = None,
     ) -> tuple[torch.Tensor, Cache | None]:
         """Final-norm hidden states (B, L, hidden) and the cache.
 
         ``attention_mask``: a 4-D additive float mask (used as-is), a 2-D 0/1 padding mask over cached + new tokens,
-        or None (causal).
+        or None (causal). ``full_ids``: the cached and the new ids together, needed with
+        ``config.image_reference_views`` when the new tokens continue an image block begun in the cache.
         """
         inputs_embeds = self.embed_tokens(input_ids)
         if use_cache and past_key_values is None:
@@ -141,6 +183,10 @@ class RynnVLABackbone(nn.Module):
         if self.embed_positions is not None:
             last = self.embed_positions.num_embeddings - 1
             inputs_embeds = inputs_embeds + self.embed_positions(position_ids.clamp(0, last))
+        if self.embed_references is not None:
+            context = input_ids if full_ids is None else full_ids
+            refs = image_reference_ids(context, self.config.layout, self.config.image_reference_views)
+            inputs_embeds = inputs_embeds + self.embed_references(refs[:, -input_ids.shape[1] :])
         if attention_mask is not None and attention_mask.dim() == 4:
             mask = attention_mask.to(inputs_embeds.dtype)
         else:

@@ -22,12 +22,14 @@ from rynnvla_model.vqgan import VQGAN, VQGANConfig
 K, A = 4, 3
 
 
-@pytest.fixture(scope="module", params=[0, 256], ids=["rotary", "absolute_positions"])
+@pytest.fixture(
+    scope="module",
+    params=[{}, {"absolute_positions": 256}, {"image_reference_views": 2}],
+    ids=["rotary", "absolute_positions", "image_reference_views"],
+)
 def model(request: pytest.FixtureRequest) -> RynnVLAForActionWorldModel:
     torch.manual_seed(0)
-    cfg = RynnVLAConfig.tiny(
-        action_dim=A, time_horizon=K, action_head_mask_padding=True, absolute_positions=request.param
-    )
+    cfg = RynnVLAConfig.tiny(action_dim=A, time_horizon=K, action_head_mask_padding=True, **request.param)
     return RynnVLAForActionWorldModel(cfg).eval()
 
 

@@ -16,7 +16,7 @@ from rynnvla_model.bench import (
 )
 from rynnvla_model.config import RynnVLAConfig
 from rynnvla_model.inference import predict_chunk
-from rynnvla_model.modeling import IGNORE_INDEX, RynnVLAForActionWorldModel
+from rynnvla_model.modeling import IGNORE_INDEX, RynnVLAForActionWorldModel, image_reference_ids, image_slot_ids
 
 K, A = 3, 3
 
@@ -156,6 +156,44 @@ def test_absolute_positions_make_the_place_of_a_token_matter() -> None:
         assert not torch.allclose(absolute(ids[None], position_ids=shifted).logits, absolute(ids[None]).logits)
         assert absolute.model.embed_positions.weight.shape == (len(ids) + 7, absolute.config.hidden_size)
         assert rotary.model.embed_positions is None  # the release's parameter set
+
+
+def test_image_slot_ids_count_places_inside_image_blocks() -> None:
+    lay = make_model().layout
+    code = lay.image_ids()[0]
+    block = [lay.image_start, lay.grid_token(2), lay.grid_token(2), code, code, lay.row_end, lay.image_end]
+    ids = torch.tensor([[lay.bos, *block, lay.turn_sep, *block, *block[:4]]])
+    expected = [0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7, 1, 2, 3, 4]
+    assert image_slot_ids(ids, lay).tolist() == [expected]
+
+
+def test_image_reference_ids_point_at_the_same_place_one_view_cycle_back() -> None:
+    lay = make_model().layout
+    code = lay.image_ids()
+    head = [lay.image_start, lay.grid_token(2), lay.grid_token(2)]
+    blocks = [[*head, code[i], code[i + 1], lay.row_end, lay.image_end] for i in (0, 4, 8)]
+    ids = torch.tensor([[lay.bos, *blocks[0], *blocks[1], lay.turn_sep, *blocks[2]]])
+    refs = image_reference_ids(ids, lay, views=2)[0].tolist()
+    third = 1 + 2 * 7 + 1  # where the third block starts
+    assert refs[:third] == [lay.pad] * third  # the first two blocks have no earlier image of their view
+    # each token of the third block sees the first block's token at the place it predicts (the next one)
+    assert refs[third:] == [*blocks[0][1:], lay.pad]
+    assert image_reference_ids(ids, lay, views=1)[0, third + 2].item() == blocks[1][3]
+
+
+def test_image_references_add_the_referenced_token_embedding() -> None:
+    ids, labels = wm_sample()
+    model = make_model(image_reference_views=2)
+    refs = image_reference_ids(ids[None], model.layout, 2)
+    assert int((refs != model.layout.pad).sum()) == 2 * 9  # two predicted 2x2 blocks of 10 tokens; image_end has none
+    with torch.no_grad():
+        before = model(ids[None]).logits
+        model.model.embed_references.weight.zero_()
+        after = model(ids[None]).logits
+    prompt = int((labels == IGNORE_INDEX).sum())
+    torch.testing.assert_close(after[:, :prompt], before[:, :prompt])  # the input frames reference nothing
+    assert not torch.allclose(after[:, prompt:], before[:, prompt:])
+    assert make_model().model.embed_references is None  # the release's parameter set
 
 
 def test_decoder_dropout_is_active_in_training_only() -> None:
