@@ -239,24 +239,23 @@ def predict_next_frames(
     seq_valid = valid
     next_pos = valid.sum(dim=1)
     pending = torch.tensor(header, device=device).expand(batch, -1)
-    generated: list[torch.Tensor] = []
+    seq = ids  # every id fed so far (the prompt, then the generated blocks)
     codes = torch.empty((batch, n_images, h, w), dtype=torch.long, device=device)
     passes = 0
     for img in range(n_images):
         for r in range(h):
             for c in range(w):
                 n_new = pending.shape[1]
-                generated.append(pending)
+                seq = torch.cat([seq, pending], dim=1)
                 seq_valid = torch.cat([seq_valid, torch.ones_like(pending, dtype=torch.bool)], dim=1)
                 if passes == 0:
-                    seq = torch.cat([ids, pending], dim=1)
                     hidden = _run(
                         model, seq, _prefill_mask(model, seq, seq_valid, False), padding_positions(seq_valid), cache
                     )
                 else:
                     positions = next_pos[:, None] + torch.arange(n_new, device=device)[None, :]
                     mask = None if bool(valid.all()) else seq_valid.long()
-                    hidden = _run(model, pending, mask, positions, cache, torch.cat([ids, *generated], dim=1))
+                    hidden = _run(model, pending, mask, positions, cache, seq)
                 next_pos = next_pos + n_new
                 passes += 1
                 token = _argmax_over(model, hidden[:, -1], code_ids)
@@ -269,7 +268,6 @@ def predict_next_frames(
                 pending = torch.cat(
                     [token[:, None], torch.tensor(tail, dtype=torch.long, device=device).expand(batch, -1)], 1
                 )
-    generated.append(pending)
-    token_ids = torch.cat(generated, dim=1)
+    token_ids = torch.cat([seq[:, ids.shape[1] :], pending], dim=1)
     grids = [[codes[b, i].cpu().numpy() for i in range(n_images)] for b in range(batch)]
     return FramePrediction(grids, token_ids, passes)
