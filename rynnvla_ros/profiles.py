@@ -325,6 +325,12 @@ _RECORD_ARGS = (
     ),
     Arg("episodes", "100", "teleop:=expert: episodes to run, then the graph exits (0: until stopped)", type=int),
     Arg("seed", "0", "teleop:=expert: seed of the first episode's layout (episode i: seed + i)", type=int),
+    Arg(
+        "execution_noise",
+        "0.0",
+        "teleop:=expert: rad of smooth random offset on the executed arm joints, not on the recorded action (0: none)",
+        type=float,
+    ),
 )
 _TELEOP = NodeSpec(
     name="so100_leader_teleop",
@@ -337,7 +343,7 @@ _TELEOP = NodeSpec(
 _EXPERT = NodeSpec(
     name="so100_expert",
     executable="so100_expert",
-    params=(("episodes", "episodes"), ("seed", "seed")),
+    params=(("episodes", "episodes"), ("seed", "seed"), ("execution_noise", "execution_noise")),
     remappings=(
         ("joint_states", topics.JOINT_STATES),
         ("task_state", topics.TASK_STATE),

@@ -6,6 +6,9 @@ the plan as ``so100_leader_teleop`` plays a human's leader arm: the target as th
 a recorded demonstration) and as a trajectory, which the controller executes through its safety filter. Unlike a
 leader arm the expert knows its future, so each trajectory holds the next ``horizon`` s of the plan from
 ``lookahead`` on: a message delayed by a busy machine still has points ahead of the controller's clock. With
+``execution_noise`` > 0 the trajectory (what the arm does) carries a smooth random offset that vanishes where the
+jaws work the block (:class:`~rynnvla_ros.tasks.expert.ExecutionNoise`), while the leader's joint state (what is
+recorded as the action) stays the plan: the demonstrations then show how to get back onto it. With
 ``record`` it wraps every episode in the recorder's services: successful episodes are kept, failed ones discarded.
 It ends the process when ``episodes`` are done (``exit_when_done``), or when it cannot go on (a service missing or
 refusing): then ``exit_code`` is 1, which ``rynnvla-bringup`` and the node's executable return.
@@ -37,6 +40,9 @@ Parameters:
                                 task, so a retry is safe; a busy machine can stall the controller for seconds)
   exit_when_done (bool, true)   shut the process down after the last episode
   scene (str, "")               MJCF scene of the twin to plan on (empty: the package's; as so100_controller's)
+  execution_noise (float, 0.0)  rad, standard deviation of the offset added to the executed joints 0-4 (0: none)
+  noise_period (float, 0.5)     s, correlation time of that offset
+  noise_fade (float, 1.0)       s over which it falls to 0 before the jaws reach the block or the circle
 """
 
 from __future__ import annotations
@@ -60,7 +66,7 @@ from rynnvla_ros.control.sim_backend import build_model
 from rynnvla_ros.msg import TaskState
 from rynnvla_ros.srv import StartEpisode, TaskReset
 from rynnvla_ros.tasks.block_in_circle import Layout
-from rynnvla_ros.tasks.expert import ExpertPlan, ScriptedExpert
+from rynnvla_ros.tasks.expert import ExecutionNoise, ExpertPlan, ScriptedExpert
 
 
 class ExpertError(RuntimeError):
@@ -90,10 +96,15 @@ class So100ExpertNode(Node):
                 "reset_attempts": 3,
                 "exit_when_done": True,
                 "scene": "",
+                "execution_noise": 0.0,
+                "noise_period": 0.5,
+                "noise_fade": 1.0,
             }.items()
         }
         if min(p["rate"], p["lookahead"], p["point_period"]) <= 0 or p["horizon"] < 0 or p["episodes"] < 0:
             raise ValueError("rate, lookahead and point_period must be > 0, horizon and episodes >= 0")
+        if p["execution_noise"] < 0 or p["noise_period"] <= 0 or p["noise_fade"] <= 0:
+            raise ValueError("execution_noise must be >= 0 rad, noise_period and noise_fade > 0 s")
         if p["reset_attempts"] < 1:
             raise ValueError(f"reset_attempts must be >= 1, got {p['reset_attempts']}")
         n_points = round(p["horizon"] / p["point_period"]) + 1
@@ -103,7 +114,8 @@ class So100ExpertNode(Node):
         self._lock = threading.Lock()
         self._joints: tuple[float, np.ndarray] | None = None  # (monotonic receive time, positions)
         self._task: tuple[float, TaskState] | None = None
-        self._plan: tuple[float, ExpertPlan] | None = None  # (monotonic start, plan) while an episode plays
+        # (monotonic start, plan, executed offset or None) while an episode plays
+        self._plan: tuple[float, ExpertPlan, ExecutionNoise | None] | None = None
         self.results: list[tuple[int, bool]] = []  # (seed, success)
         self.exit_code = 0  # 1 once the demonstrations stopped on an error
 
@@ -142,7 +154,7 @@ class So100ExpertNode(Node):
             playing = self._plan
         if playing is None:
             return
-        start, plan = playing
+        start, plan, noise = playing
         t = time.monotonic() - start
         stamp = self.get_clock().now()
         state = JointState(name=list(desc.JOINT_NAMES), position=[float(v) for v in plan.at(t)])
@@ -150,7 +162,10 @@ class So100ExpertNode(Node):
         self.leader_pub.publish(state)
         trajectory = JointTrajectory(joint_names=list(desc.JOINT_NAMES))
         trajectory.header.stamp = stamp.to_msg()
-        for offset, q in zip(self.point_times, plan.at(t + self.point_times), strict=True):
+        executed = plan.at(t + self.point_times)
+        if noise is not None:
+            executed = executed + noise.at(t + self.point_times)
+        for offset, q in zip(self.point_times, executed, strict=True):
             point = JointTrajectoryPoint(positions=[float(v) for v in q])
             point.time_from_start = Duration(seconds=float(offset)).to_msg()
             trajectory.points.append(point)
@@ -205,13 +220,15 @@ class So100ExpertNode(Node):
         if not self._wait(self.p["settle_time"]):
             return False
         plan = self.expert.plan(self._joints_after(time.monotonic() - 0.05), layout)
+        std = float(self.p["execution_noise"])
+        noise = ExecutionNoise(plan, std, self.p["noise_period"], seed, self.p["noise_fade"]) if std > 0 else None
         record = bool(self.p["record"])
         if record:
             started = self._call(self.start_client, StartEpisode.Request(task=reset.task), "start recording")
             if not started.success:
                 raise ExpertError(f"the recorder did not start an episode: {started.message}")
         with self._lock:
-            self._plan = (time.monotonic(), plan)
+            self._plan = (time.monotonic(), plan, noise)
         finished = self._wait(plan.duration + self.p["end_time"])
         judged = time.monotonic()
         with self._lock:

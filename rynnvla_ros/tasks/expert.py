@@ -5,7 +5,9 @@ open, retreat), each solved by damped least squares on the gripper's tool site w
 above a point near the base the 5-joint arm cannot keep them vertical: it tilts them, a centimetre or two), and
 joined by minimum-jerk segments whose durations follow the largest joint motion. The expert knows the true layout
 (it is the simulator's privileged view), so it is open-loop: :meth:`ExpertPlan.at` gives the joint targets at any
-time, which ``so100_expert`` streams to the controller as trajectories.
+time, which ``so100_expert`` streams to the controller as trajectories. :class:`ExecutionNoise` perturbs what the
+controller executes (not the recorded target), so demonstrations also hold states off the plan, each labelled with
+the target that leads back to it (DART: Laskey et al., 2017).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class ExpertPlan:
 
     times: np.ndarray  # (n,)
     positions: np.ndarray  # (n, 6)
+    contact: tuple[tuple[float, float], ...] = ()  # spans (s) in which the jaws work the block (grasp, place)
 
     @property
     def duration(self) -> float:
@@ -142,14 +145,55 @@ class ScriptedExpert:
             (at_target, GRIPPER_OPEN, 0.2),
             (self._over(at_target, target, CARRY_HEIGHT, None), GRIPPER_OPEN, 0.0),
         ]
-        times, positions = [0.0], [q_start]
+        times, positions, arrivals = [0.0], [q_start], []
         for q, grip, hold in with_gripper:
             q = q.copy()
             q[5] = grip
             step = np.abs(q - positions[-1]).max()
             times.append(times[-1] + max(MIN_SEGMENT, step / JOINT_SPEED))
             positions.append(q)
+            arrivals.append(times[-1])
             if hold > 0:
                 times.append(times[-1] + hold)
                 positions.append(q)
-        return ExpertPlan(np.array(times), np.clip(np.array(positions), self.lower, self.upper))
+        # from reaching the block until it is lifted, and from reaching the circle to the end
+        contact = ((arrivals[1], arrivals[3]), (arrivals[5], times[-1]))
+        return ExpertPlan(np.array(times), np.clip(np.array(positions), self.lower, self.upper), contact)
+
+
+class ExecutionNoise:
+    """A smooth random offset of the arm joints (0-4) over a plan, for the controller to execute on top of it.
+
+    Each joint follows an Ornstein-Uhlenbeck process (standard deviation ``std`` rad, correlation time ``period`` s,
+    starting at 0), scaled by an envelope that is 0 in the plan's contact spans and falls linearly to 0 over the
+    ``fade`` s before each (and rises over ``fade`` s after), so the arm is back on the plan when the jaws reach the
+    block or the circle. The same ``seed`` gives the same offsets.
+    """
+
+    def __init__(self, plan: ExpertPlan, std: float, period: float, seed: int, fade: float = 1.0) -> None:
+        if std < 0 or period <= 0 or fade <= 0:
+            raise ValueError(f"need std >= 0, period > 0 and fade > 0 (got {std}, {period}, {fade})")
+        dt = 0.02
+        self.times = np.append(np.arange(0.0, plan.duration, dt), plan.duration)
+        decay = np.exp(-dt / period)
+        shocks = np.random.default_rng(seed).normal(0.0, std * np.sqrt(1 - decay**2), (len(self.times), 5))
+        walk = np.zeros_like(shocks)
+        for k in range(1, len(walk)):
+            walk[k] = decay * walk[k - 1] + shocks[k]
+        self.walk = walk
+        self.contact, self.fade = plan.contact, fade
+
+    def envelope(self, t: np.ndarray) -> np.ndarray:
+        """Scale of the offset at ``t`` s: 0 in contact spans, linear ramps of ``fade`` s around them, else 1."""
+        out = np.ones_like(t)
+        for start, end in self.contact:
+            out = np.minimum(out, np.clip(np.maximum(start - t, t - end) / self.fade, 0.0, 1.0))
+        return out
+
+    def at(self, t: float | np.ndarray) -> np.ndarray:
+        """Offsets (rad, JOINT_NAMES order; the gripper's is 0) at ``t`` s from the plan's start (0 after its end)."""
+        t = np.asarray(t, dtype=float)
+        out = np.zeros((*t.shape, 6))
+        for j in range(5):
+            out[..., j] = np.interp(t, self.times, self.walk[:, j], right=0.0)
+        return out * self.envelope(t)[..., None]

@@ -10,7 +10,7 @@ import pytest
 from rynnvla_ros.control import so100_description as desc
 from rynnvla_ros.control.sim_backend import ARM_PREFIX, JAW_PAD_GEOMS, build_model
 from rynnvla_ros.tasks.block_in_circle import BlockInCircle, sample_layout
-from rynnvla_ros.tasks.expert import GRASP_HEIGHT, ScriptedExpert
+from rynnvla_ros.tasks.expert import GRASP_HEIGHT, ExecutionNoise, ScriptedExpert
 
 pytestmark = pytest.mark.sim
 READY = np.array(desc.READY_POSITIONS)
@@ -47,8 +47,31 @@ def test_plans_are_smooth_and_within_the_limits(model):
     assert 5.0 < plan.duration < 20.0
 
 
-def test_the_expert_puts_the_block_in_the_circle_in_physics(model):
-    """Open-loop plans tracked by the arm's position actuators; every seeded layout ends in success."""
+def test_execution_noise_is_seeded_smooth_and_off_where_the_jaws_work(model):
+    plan = ScriptedExpert(model).plan(READY, sample_layout(3))
+    (grasp, lifted), (place, end) = plan.contact
+    assert 0 < grasp < lifted < place < end == plan.duration
+    noise = ExecutionNoise(plan, 0.04, 0.5, seed=7)
+    t = np.arange(0.0, plan.duration + 1.0, 0.01)
+    offsets = noise.at(t)
+    assert np.all(offsets[:, 5] == 0.0)  # never the gripper
+    in_contact = ((t >= grasp) & (t <= lifted)) | (t >= place)
+    assert np.all(offsets[in_contact] == 0.0)
+    free = t < grasp - 1.0  # before the fade
+    assert 0.01 < offsets[free, :5].std() < 0.08
+    assert np.abs(np.diff(offsets, axis=0)).max() < 0.02  # smooth at 100 Hz: no jumps for the controller
+    np.testing.assert_array_equal(ExecutionNoise(plan, 0.04, 0.5, seed=7).at(t), offsets)
+    assert not np.allclose(ExecutionNoise(plan, 0.04, 0.5, seed=8).at(t), offsets)
+    assert not ExecutionNoise(plan, 0.0, 0.5, seed=7).at(t).any()
+    with pytest.raises(ValueError, match="period > 0"):
+        ExecutionNoise(plan, 0.04, 0.0, seed=7)
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.04], ids=["plan", "with_execution_noise"])
+def test_the_expert_puts_the_block_in_the_circle_in_physics(model, noise):
+    """Open-loop plans tracked by the arm's position actuators end in success in every seeded layout; with the
+    execution noise of DART demonstrations on top in most (an offset still fading out as the jaws descend can nudge
+    the block; so100_expert discards such episodes: 14 of seeds 0-15 succeed)."""
     task = BlockInCircle(model, JAW_PAD_GEOMS)
     expert = ScriptedExpert(model)
     data = mujoco.MjData(model)
@@ -62,12 +85,13 @@ def test_the_expert_puts_the_block_in_the_circle_in_physics(model):
         task.apply(data, layout)
         mujoco.mj_forward(model, data)
         plan = expert.plan(READY, layout)
+        offset = ExecutionNoise(plan, noise, 0.5, seed)
         lifted = False
         while data.time < plan.duration + 1.0:
-            data.ctrl[act] = plan.at(data.time)
+            data.ctrl[act] = plan.at(data.time) + offset.at(data.time)
             mujoco.mj_step(model, data)
             lifted |= data.qpos[task.qpos + 2] > 0.05
         state = task.state(data)
         if not (lifted and state.success):
             failed.append((seed, lifted, state))
-    assert not failed
+    assert len(failed) <= (2 if noise else 0), failed
