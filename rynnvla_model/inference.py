@@ -19,6 +19,7 @@ each row's positions start at 0 on its first real token, so a row decodes exactl
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,11 +115,9 @@ def _run(
     full_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Backbone forward (with the cache when given); returns final-norm hidden states."""
-    use_cache = cache is not None
-    if mask is not None and mask.dim() == 4:
-        with model.custom_mask_attention():
-            return model.model(ids, mask, positions, cache, use_cache, full_ids)[0]
-    return model.model(ids, mask, positions, cache, use_cache, full_ids)[0]
+    custom = mask is not None and mask.dim() == 4
+    with model.custom_mask_attention() if custom else nullcontext():
+        return model.model(ids, mask, positions, cache, cache is not None, full_ids)[0]
 
 
 def _argmax_over(model: RynnVLAForActionWorldModel, hidden: torch.Tensor, allowed_ids: torch.Tensor) -> torch.Tensor:

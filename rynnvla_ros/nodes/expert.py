@@ -162,9 +162,10 @@ class So100ExpertNode(Node):
         self.leader_pub.publish(state)
         trajectory = JointTrajectory(joint_names=list(desc.JOINT_NAMES))
         trajectory.header.stamp = stamp.to_msg()
-        executed = plan.at(t + self.point_times)
+        due = t + self.point_times
+        executed = plan.at(due)
         if noise is not None:
-            executed = executed + noise.at(t + self.point_times)
+            executed += noise.at(due)
         for offset, q in zip(self.point_times, executed, strict=True):
             point = JointTrajectoryPoint(positions=[float(v) for v in q])
             point.time_from_start = Duration(seconds=float(offset)).to_msg()

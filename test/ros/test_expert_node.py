@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -60,31 +62,34 @@ class StandInController:
         return response
 
 
-def test_a_late_reset_is_asked_again_and_a_refusal_stops_with_exit_code_1(ros_context) -> None:
-    controller = StandInController(ros_context, first_delay=1.5)
+@contextmanager
+def expert_running(ros_context, others: list, **params) -> Iterator[tuple[So100ExpertNode, MultiThreadedExecutor]]:
+    """An ``so100_expert`` (not recording, not exiting; ``params`` on top) in one executor with ``others`` nodes,
+    all destroyed afterwards."""
+    params = {"record": False, "exit_when_done": False, **params}
     expert = So100ExpertNode(
-        context=ros_context,
-        parameter_overrides=[
-            Parameter("seed", value=7),
-            Parameter("record", value=False),
-            Parameter("service_timeout", value=0.5),
-            Parameter("exit_when_done", value=False),
-        ],
+        context=ros_context, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()]
     )
     executor = MultiThreadedExecutor(context=ros_context)
-    executor.add_node(controller.node)
-    executor.add_node(expert)
+    for node in (expert, *others):
+        executor.add_node(node)
     try:
+        yield expert, executor
+    finally:
+        executor.shutdown(timeout_sec=1.0)
+        expert.close()
+        for node in (expert, *others):
+            node.destroy_node()
+
+
+def test_a_late_reset_is_asked_again_and_a_refusal_stops_with_exit_code_1(ros_context) -> None:
+    controller = StandInController(ros_context, first_delay=1.5)
+    with expert_running(ros_context, [controller.node], seed=7, service_timeout=0.5) as (expert, executor):
         assert spin_until(executor, lambda: expert.exit_code == 1, timeout=20.0), controller.seeds
         # the first request timed out after 0.5 s (answered at 1.5 s); the second, same seed, was refused
         assert controller.seeds == [7, 7]
         assert expert.results == []
         assert exit_code([controller.node, expert]) == 1  # what rynnvla-bringup and so100_expert return
-    finally:
-        executor.shutdown(timeout_sec=1.0)
-        expert.close()
-        expert.destroy_node()
-        controller.node.destroy_node()
 
 
 def test_reset_attempts_must_be_positive(ros_context) -> None:
@@ -96,16 +101,6 @@ def test_execution_noise_moves_the_executed_trajectory_off_the_recorded_target(r
     """Each tick publishes the target (plan at t) and the trajectory (plan + offset from t + lookahead) with one
     stamp; t is recovered from the target, so the check does not depend on message timing."""
     controller = StandInController(ros_context, first_delay=0.0, refuse=False)
-    expert = So100ExpertNode(
-        context=ros_context,
-        parameter_overrides=[
-            Parameter("seed", value=3),
-            Parameter("record", value=False),
-            Parameter("settle_time", value=0.1),
-            Parameter("execution_noise", value=0.04),
-            Parameter("exit_when_done", value=False),
-        ],
-    )
     listener = rclpy.create_node("listener", context=ros_context)
     targets: dict[tuple[int, int], list[float]] = {}
     trajectories: dict[tuple[int, int], JointTrajectory] = {}
@@ -115,10 +110,8 @@ def test_execution_noise_moves_the_executed_trajectory_off_the_recorded_target(r
 
     listener.create_subscription(JointState, "leader_joint_states", lambda m: targets.update({key(m): m.position}), 50)
     listener.create_subscription(JointTrajectory, "joint_trajectory", lambda m: trajectories.update({key(m): m}), 50)
-    executor = MultiThreadedExecutor(context=ros_context)
-    for node in (controller.node, expert, listener):
-        executor.add_node(node)
-    try:
+    nodes = [controller.node, listener]
+    with expert_running(ros_context, nodes, seed=3, settle_time=0.1, execution_noise=0.04) as (expert, executor):
         assert spin_until(executor, lambda: len(targets.keys() & trajectories.keys()) >= 50, timeout=60.0)
         plan, noise = expert._plan[1:]  # the episode (about 14 s) is still playing
         grid = np.arange(0.0, plan.duration, 0.0005)
@@ -138,8 +131,3 @@ def test_execution_noise_moves_the_executed_trajectory_off_the_recorded_target(r
         assert checked >= 25
         assert worst_gripper < 2e-3  # the gripper follows the plan
         assert largest_offset > 0.01  # the arm does not
-    finally:
-        executor.shutdown(timeout_sec=1.0)
-        expert.close()
-        for node in (expert, controller.node, listener):
-            node.destroy_node()
