@@ -103,8 +103,7 @@ class So100ExpertNode(Node):
         }
         if min(p["rate"], p["lookahead"], p["point_period"]) <= 0 or p["horizon"] < 0 or p["episodes"] < 0:
             raise ValueError("rate, lookahead and point_period must be > 0, horizon and episodes >= 0")
-        if p["execution_noise"] < 0 or p["noise_period"] <= 0 or p["noise_fade"] <= 0:
-            raise ValueError("execution_noise must be >= 0 rad, noise_period and noise_fade > 0 s")
+        ExecutionNoise.check(p["execution_noise"], p["noise_period"], p["noise_fade"])
         if p["reset_attempts"] < 1:
             raise ValueError(f"reset_attempts must be >= 1, got {p['reset_attempts']}")
         n_points = round(p["horizon"] / p["point_period"]) + 1

@@ -171,8 +171,7 @@ class ExecutionNoise:
     """
 
     def __init__(self, plan: ExpertPlan, std: float, period: float, seed: int, fade: float = 1.0) -> None:
-        if std < 0 or period <= 0 or fade <= 0:
-            raise ValueError(f"need std >= 0, period > 0 and fade > 0 (got {std}, {period}, {fade})")
+        self.check(std, period, fade)
         dt = 0.02
         self.times = np.append(np.arange(0.0, plan.duration, dt), plan.duration)
         decay = np.exp(-dt / period)
@@ -182,6 +181,12 @@ class ExecutionNoise:
             walk[k] = decay * walk[k - 1] + shocks[k]
         self.walk = walk
         self.contact, self.fade = plan.contact, fade
+
+    @staticmethod
+    def check(std: float, period: float, fade: float) -> None:
+        """Raises ValueError unless std >= 0 rad and period, fade > 0 s."""
+        if std < 0 or period <= 0 or fade <= 0:
+            raise ValueError(f"need std >= 0, period > 0 and fade > 0 (got {std}, {period}, {fade})")
 
     def envelope(self, t: np.ndarray) -> np.ndarray:
         """Scale of the offset at ``t`` s: 0 in contact spans, linear ramps of ``fade`` s around them, else 1."""
