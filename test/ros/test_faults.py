@@ -90,13 +90,20 @@ def test_policy_killed_mid_run_controller_holds_within_its_timeout_without_a_jum
             executor,
             lambda: (
                 any(p.poll() is not None for p in procs.values())
-                or (int(controller().get("accepted_chunks", 0)) >= 5 and (now() - chunks[0][0]) > 3 * NS)
+                or (
+                    int(controller().get("accepted_chunks", 0)) >= 5
+                    and (now() - chunks[0][0]) > 3 * NS
+                    # a loaded machine can starve the policy for a moment (the controller then holds): kill it
+                    # while a chunk is being executed
+                    and controller().get("state") == "executing"
+                )
             ),
             180,
         )
         dead = [n for n, p in procs.items() if p.poll() is not None]
-        assert running and not dead, f"did not start: {[(n, procs[n].communicate()[0][-2000:]) for n in dead]}"
-        assert controller()["state"] == "executing"
+        assert running and not dead, (
+            f"did not start: {[(n, procs[n].communicate()[0][-2000:]) for n in dead]}, {controller()}"
+        )
         killed = now()
         procs["policy"].send_signal(signal.SIGKILL)
         procs["policy"].wait(timeout=10)
