@@ -3,9 +3,10 @@
 The plan is a list of waypoints (reach above the block, descend, close, lift, carry above the circle, lower,
 open, retreat), each solved by damped least squares on the gripper's tool site with the jaws pointing down (high
 above a point near the base the 5-joint arm cannot keep them vertical: it tilts them, a centimetre or two), and
-joined by minimum-jerk segments whose durations follow the largest joint motion. The expert knows the true layout
-(it is the simulator's privileged view), so it is open-loop: :meth:`ExpertPlan.at` gives the joint targets at any
-time, which ``so100_expert`` streams to the controller as trajectories. :class:`ExecutionNoise` perturbs what the
+joined by segments of constant speed with short ramps (:func:`ramped`) whose durations follow the largest joint
+motion. The expert knows the true layout (it is the simulator's privileged view), so it is open-loop:
+:meth:`ExpertPlan.at` gives the joint targets at any time, which ``so100_expert`` streams to the controller as
+trajectories. :class:`ExecutionNoise` perturbs what the
 controller executes (not the recorded target), so demonstrations also hold states off the plan, each labelled with
 the target that leads back to it (DART: Laskey et al., 2017).
 """
@@ -24,12 +25,29 @@ from rynnvla_ros.tasks.block_in_circle import BLOCK_HALF, Layout
 TOOL_SITE = ARM_PREFIX + "gripperframe"  # tip of the fixed jaw; the moving jaw closes towards it along the site's z
 GRIPPER_OPEN = 0.9  # rad
 GRIPPER_CLOSED = -0.1  # rad: commanded past the block's width so the jaws squeeze it
-GRASP_OFFSET = BLOCK_HALF + 0.005  # m from the block's centre to the fixed jaw's tip, against the closing direction
+GRASP_OFFSET = BLOCK_HALF + 0.02  # m from the block's centre to the fixed jaw's tip, against the closing direction: the
+# block sits mid-way between the open jaws, so an arm 1-2 cm off still closes around it
 GRASP_HEIGHT = BLOCK_HALF - 0.004  # m, tool site height while grasping (jaw tips 4 mm below the block's centre)
 PLACE_HEIGHT = GRASP_HEIGHT + 0.004  # m, tool site height when putting the block down
 CARRY_HEIGHT = 0.09  # m, tool site height when moving above the table
-JOINT_SPEED = 0.5  # rad/s, average of the joint that moves most in a segment (minimum jerk peaks at 1.875x)
+JOINT_SPEED = 0.5  # rad/s, average of the joint that moves most in a segment (it peaks at 1 / (1 - ramp) of it)
+ACCEL_TIME = 0.15  # s of constant acceleration at the start of a segment (and of deceleration at its end)
 MIN_SEGMENT = 0.5  # s
+
+
+def ramped(tau: np.ndarray, ramp: np.ndarray | float) -> np.ndarray:
+    """Fraction of a segment done at normalised time ``tau`` (0-1): constant speed between a constant acceleration
+    over the first ``ramp`` of the segment and a constant deceleration over the last (``ramp`` capped at 0.5).
+
+    Unlike a minimum-jerk profile (10 tau^3 at the start: 0.3 % of a 1.5 s segment after 0.1 s), the motion is under
+    way within a control period of the start, so a state at rest at a waypoint shows the next motion to a policy
+    that executes only the first step of each chunk.
+    """
+    r = np.minimum(np.asarray(ramp, dtype=float), 0.5)
+    v = 1.0 / (1.0 - r)  # peak speed, in segments per unit of tau
+    rising = v * tau * tau / (2 * r)
+    falling = 1.0 - v * (1.0 - tau) ** 2 / (2 * r)
+    return np.where(tau < r, rising, np.where(tau > 1.0 - r, falling, v * (tau - r / 2)))
 
 
 @dataclass(frozen=True)
@@ -45,12 +63,11 @@ class ExpertPlan:
         return float(self.times[-1])
 
     def at(self, t: float | np.ndarray) -> np.ndarray:
-        """Joint targets at ``t`` s (minimum-jerk between waypoints; held before the start and after the end)."""
+        """Joint targets at ``t`` s (:func:`ramped` between waypoints; held before the start and after the end)."""
         t = np.clip(np.asarray(t, dtype=float), 0.0, self.duration)
         i = np.clip(np.searchsorted(self.times, t, side="right") - 1, 0, len(self.times) - 2)
         t0, t1 = self.times[i], self.times[i + 1]
-        s = np.clip((t - t0) / np.maximum(t1 - t0, 1e-9), 0.0, 1.0)
-        s = s * s * s * (10 - 15 * s + 6 * s * s)
+        s = ramped(np.clip((t - t0) / np.maximum(t1 - t0, 1e-9), 0.0, 1.0), ACCEL_TIME / np.maximum(t1 - t0, 1e-9))
         q0, q1 = self.positions[i], self.positions[i + 1]
         return q0 + np.asarray(s)[..., None] * (q1 - q0)
 
@@ -105,7 +122,7 @@ class ScriptedExpert:
             q[:5] = np.clip(q[:5] + np.clip(dq, -0.2, 0.2), self.lower[:5], self.upper[:5])
         return q, err
 
-    def _grasp_closing(self, q: np.ndarray, layout: Layout) -> np.ndarray:
+    def grasp_closing(self, q: np.ndarray, layout: Layout) -> np.ndarray:
         """The block face normal (of the four) nearest the closing direction the arm has above the block."""
         bx, by = layout.block_xy
         above, _ = self.solve(q, np.array([bx, by, CARRY_HEIGHT]))
@@ -127,7 +144,7 @@ class ScriptedExpert:
         """Waypoints from the measured joints ``q_start`` through the whole pick and place."""
         q_start = np.asarray(q_start, dtype=float)
         block, target = np.asarray(layout.block_xy), np.asarray(layout.target_xy)
-        closing = self._grasp_closing(q_start, layout)
+        closing = self.grasp_closing(q_start, layout)
         ready = q_start.copy()
         ready[5] = GRIPPER_OPEN
         above_block = self._over(ready, block, CARRY_HEIGHT, closing)
@@ -135,29 +152,28 @@ class ScriptedExpert:
         lifted = self._over(at_block, block, CARRY_HEIGHT, closing)
         above_target = self._over(lifted, target, CARRY_HEIGHT, None)
         at_target = self._over(above_target, target, PLACE_HEIGHT, None)
+        # no waits at the block or the circle: the jaws start to move as the arm arrives, so the state there
+        # always shows the next motion (a wait would give a policy a state whose demonstrated action is "stay")
         with_gripper = [
-            (above_block, GRIPPER_OPEN, 0.0),
-            (at_block, GRIPPER_OPEN, 0.3),
-            (at_block, GRIPPER_CLOSED, 0.3),  # close, then let the grip settle
-            (lifted, GRIPPER_CLOSED, 0.0),
-            (above_target, GRIPPER_CLOSED, 0.0),
-            (at_target, GRIPPER_CLOSED, 0.2),
-            (at_target, GRIPPER_OPEN, 0.2),
-            (self._over(at_target, target, CARRY_HEIGHT, None), GRIPPER_OPEN, 0.0),
+            (above_block, GRIPPER_OPEN),
+            (at_block, GRIPPER_OPEN),
+            (at_block, GRIPPER_CLOSED),
+            (lifted, GRIPPER_CLOSED),
+            (above_target, GRIPPER_CLOSED),
+            (at_target, GRIPPER_CLOSED),
+            (at_target, GRIPPER_OPEN),
+            (self._over(at_target, target, CARRY_HEIGHT, None), GRIPPER_OPEN),
         ]
-        times, positions, arrivals = [0.0], [q_start], []
-        for q, grip, hold in with_gripper:
+        times, positions = [0.0], [q_start]
+        for q, grip in with_gripper:
             q = q.copy()
             q[5] = grip
             step = np.abs(q - positions[-1]).max()
             times.append(times[-1] + max(MIN_SEGMENT, step / JOINT_SPEED))
             positions.append(q)
-            arrivals.append(times[-1])
-            if hold > 0:
-                times.append(times[-1] + hold)
-                positions.append(q)
-        # from reaching the block until it is lifted, and from reaching the circle to the end
-        contact = ((arrivals[1], arrivals[3]), (arrivals[5], times[-1]))
+        # times[k] is when the arm reaches with_gripper[k - 1]: from reaching the block until it is lifted, and
+        # from reaching the circle to the end
+        contact = ((times[2], times[4]), (times[6], times[-1]))
         return ExpertPlan(np.array(times), np.clip(np.array(positions), self.lower, self.upper), contact)
 
 
