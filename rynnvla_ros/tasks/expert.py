@@ -6,9 +6,9 @@ above a point near the base the 5-joint arm cannot keep them vertical: it tilts 
 joined by segments of constant speed with short ramps (:func:`ramped`) whose durations follow the largest joint
 motion. The expert knows the true layout (it is the simulator's privileged view), so it is open-loop:
 :meth:`ExpertPlan.at` gives the joint targets at any time, which ``so100_expert`` streams to the controller as
-trajectories. :class:`ExecutionNoise` perturbs what the
-controller executes (not the recorded target), so demonstrations also hold states off the plan, each labelled with
-the target that leads back to it (DART: Laskey et al., 2017).
+trajectories. :class:`ExecutionNoise` perturbs what the controller executes (not the recorded target), so
+demonstrations also hold states off the plan, each labelled with the target that leads back to it (DART: Laskey et
+al., 2017).
 """
 
 from __future__ import annotations
@@ -66,8 +66,8 @@ class ExpertPlan:
         """Joint targets at ``t`` s (:func:`ramped` between waypoints; held before the start and after the end)."""
         t = np.clip(np.asarray(t, dtype=float), 0.0, self.duration)
         i = np.clip(np.searchsorted(self.times, t, side="right") - 1, 0, len(self.times) - 2)
-        t0, t1 = self.times[i], self.times[i + 1]
-        s = ramped(np.clip((t - t0) / np.maximum(t1 - t0, 1e-9), 0.0, 1.0), ACCEL_TIME / np.maximum(t1 - t0, 1e-9))
+        t0, length = self.times[i], np.maximum(self.times[i + 1] - self.times[i], 1e-9)
+        s = ramped(np.clip((t - t0) / length, 0.0, 1.0), ACCEL_TIME / length)
         q0, q1 = self.positions[i], self.positions[i + 1]
         return q0 + np.asarray(s)[..., None] * (q1 - q0)
 

@@ -84,22 +84,19 @@ def test_policy_killed_mid_run_controller_holds_within_its_timeout_without_a_jum
             return False
         return bool(np.abs(np.array(states[-1].position) - np.array(commands[-1].position)).max() < 0.05)
 
+    def executing() -> bool:
+        """5 chunks accepted, 3 s of them, and one being executed now (a loaded machine can starve the policy for a
+        moment, and the controller then holds)."""
+        diag = controller()
+        return (
+            int(diag.get("accepted_chunks", 0)) >= 5
+            and (now() - chunks[0][0]) > 3 * NS
+            and diag.get("state") == "executing"
+        )
+
     outputs = {}
     try:
-        running = spin_until(
-            executor,
-            lambda: (
-                any(p.poll() is not None for p in procs.values())
-                or (
-                    int(controller().get("accepted_chunks", 0)) >= 5
-                    and (now() - chunks[0][0]) > 3 * NS
-                    # a loaded machine can starve the policy for a moment (the controller then holds): kill it
-                    # while a chunk is being executed
-                    and controller().get("state") == "executing"
-                )
-            ),
-            180,
-        )
+        running = spin_until(executor, lambda: any(p.poll() is not None for p in procs.values()) or executing(), 180)
         dead = [n for n, p in procs.items() if p.poll() is not None]
         assert running and not dead, (
             f"did not start: {[(n, procs[n].communicate()[0][-2000:]) for n in dead]}, {controller()}"
