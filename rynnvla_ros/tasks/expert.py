@@ -69,7 +69,7 @@ class ExpertPlan:
         t0, length = self.times[i], np.maximum(self.times[i + 1] - self.times[i], 1e-9)
         s = ramped(np.clip((t - t0) / length, 0.0, 1.0), ACCEL_TIME / length)
         q0, q1 = self.positions[i], self.positions[i + 1]
-        return q0 + np.asarray(s)[..., None] * (q1 - q0)
+        return q0 + s[..., None] * (q1 - q0)
 
 
 class ScriptedExpert:
