@@ -150,11 +150,15 @@ class EvalClient:
 
     def state_at(self, stamp: int, timeout: float = 5.0) -> list[float]:
         """The state published with ``stamp`` (waits up to ``timeout`` s for it); empty when it never came."""
-        deadline = time.monotonic() + timeout
         with self._cond:
-            while stamp not in self.states and time.monotonic() < deadline:
-                self._cond.wait(0.1)
+            self._wait_for(lambda: stamp in self.states, timeout)
             return list(self.states.get(stamp, []))
+
+    def _wait_for(self, predicate, timeout: float) -> None:
+        """With ``self._cond`` held: wait until ``predicate()`` holds or ``timeout`` s pass."""
+        deadline = time.monotonic() + timeout
+        while not predicate() and time.monotonic() < deadline:
+            self._cond.wait(0.1)
 
     def _on_image(self, name: str, msg: Any) -> None:
         if not self.recording:
@@ -166,6 +170,7 @@ class EvalClient:
         with self._cond:
             if self.recording:
                 self.frames.setdefault(name, {})[stamp_ns(msg.header.stamp)] = rgb
+                self._cond.notify_all()
 
     def start_episode(self, suite: str, task_id: int, init_state: int, seed: int, record: bool, timeout: float):
         """Select and reset (the bridge answers when the wait steps are done); the service's response."""
@@ -185,7 +190,10 @@ class EvalClient:
         return response
 
     def wait_done(self, episode: int, stall_timeout: float, on_step=None) -> Any:
-        """Block until episode ``episode`` is done; EvalError when no status arrives for ``stall_timeout`` s."""
+        """Block until episode ``episode`` is done (and, when recording, its last front frame is in); EvalError when
+        no status arrives for ``stall_timeout`` s."""
+        from rynnvla_ros.nodes.model_common import stamp_ns
+
         last_step = -1
         with self._cond:
             while True:
@@ -195,6 +203,9 @@ class EvalClient:
                         on_step(s)
                         last_step = s.step
                     if s.done:
+                        if self.recording:  # the last front frame shares the status's stamp but not its topic
+                            last = stamp_ns(s.header.stamp)
+                            self._wait_for(lambda last=last: last in self.frames.get("front", {}), 5.0)
                         self.recording = False
                         return s
                 if time.monotonic() - self.status_time > stall_timeout:
