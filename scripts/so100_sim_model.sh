@@ -17,6 +17,7 @@ export MUJOCO_GL=${MUJOCO_GL:-egl} HF_HUB_OFFLINE=1 OPENBLAS_NUM_THREADS=1
 EPISODES=${EPISODES:-101}   # demonstrations (layout seeds 1000...; evaluation uses seeds 0..49, never seen)
 STEPS=${STEPS:-2000}        # optimizer steps of each model
 THREADS=${THREADS:-1}       # torch threads per training (the two trainings run side by side on 2 cores)
+VQ=${VQ:-$WORK/vq}          # tokenizer of the trainings (`vq` writes $WORK/vq; the shipped model reused an earlier one)
 
 record() {
   "$BIN/rynnvla-bringup" record hardware:=sim teleop:=expert episodes:="$EPISODES" seed:=1000 \
@@ -36,7 +37,7 @@ vq() {
 
 train_run() {  # $1: output dir, $2: world-model samples per VLA sample
   OMP_NUM_THREADS=$THREADS "$BIN/rynnvla-train" --config config/train_so100_sim.yaml --data.root "$WORK/dataset" \
-    --model.vqgan "$WORK/vq" --data.world_model_ratio "$2" --train.steps "$STEPS" --train.output_dir "$1"
+    --model.vqgan "$VQ" --data.world_model_ratio "$2" --train.steps "$STEPS" --train.output_dir "$1"
 }
 train() { train_run "$WORK/runs/with_wm" 0.5; }
 train_vla_only() { train_run "$WORK/runs/vla_only" 0; }

@@ -79,7 +79,7 @@ def spec_of(cfg: RunConfig) -> SampleSpec:
 
 
 def robot_io_path(cfg: RunConfig) -> Path:
-    """The robot_io.json copied beside every checkpoint: ``model.robot_io``, else the dataset's."""
+    """The robot_io.json written beside every checkpoint: ``model.robot_io``, else the dataset's."""
     return Path(cfg.model.robot_io or Path(cfg.data.root) / ROBOT_IO_FILE)
 
 
@@ -321,8 +321,10 @@ class Trainer:
         save_pretrained(model, self.processor, directory, state_dict=state)
         self.split.save(directory / SPLIT_FILE)
         robot_io = robot_io_path(self.cfg)
-        if robot_io.is_file():
-            shutil.copyfile(robot_io, directory / ROBOT_IO_FILE)
+        if robot_io.is_file():  # its "state" says whether the prompts hold the state: this run's data.use_state
+            mapping = json.loads(robot_io.read_text(encoding="utf-8"))
+            mapping["state"] = self.cfg.data.use_state
+            write_json(directory / ROBOT_IO_FILE, mapping)
 
     def _log(self, record: dict[str, Any], writer: Any) -> None:
         """Append ``record`` to log.jsonl and, when a writer is given, to TensorBoard (main rank only)."""

@@ -153,6 +153,19 @@ def test_clear_errors(data: tuple[Path, Path], tmp_path: Path, capsys: pytest.Ca
     assert "optim.lr" in capsys.readouterr().err
 
 
+def test_the_checkpoint_robot_io_says_whether_prompts_hold_the_state(data: tuple[Path, Path], tmp_path: Path) -> None:
+    """A run with ``data.use_state false`` on data whose robot_io.json says ``state: true`` (as every recorded
+    dataset does) deploys a mapping without the state, which the policy can load; the rest is the dataset's."""
+    io = tmp_path / "robot_io.json"
+    io.write_text(json.dumps({"joints": [{"name": "a", "relative": False}], "control_period": 0.1, "state": True}))
+    args = [*base_args(data, tmp_path / "run", 1), "--model.robot_io", str(io), "--data.use_state", "false"]
+    assert trainer.main(args) == 0
+    final = tmp_path / "run" / "final"
+    written = json.loads((final / "robot_io.json").read_text())
+    assert written == {"joints": [{"name": "a", "relative": False}], "control_period": 0.1, "state": False}
+    assert RynnVLAPolicy.from_pretrained(final, dtype=torch.float32).processor.state_dim is None
+
+
 def test_relative_dims_must_match_the_robot_io(data: tuple[Path, Path], tmp_path: Path, capsys) -> None:
     io = tmp_path / "robot_io.json"
     io.write_text(json.dumps({"joints": [{"name": "a", "relative": True}, {"name": "b", "relative": False}]}))
