@@ -83,19 +83,21 @@ def robot_io_path(cfg: RunConfig) -> Path:
     return Path(cfg.model.robot_io or Path(cfg.data.root) / ROBOT_IO_FILE)
 
 
-def check_robot_io(cfg: RunConfig) -> None:
-    """ValueError when the robot_io.json's relative joints are not ``data.relative_dims`` (the deployed model would
-    turn its actions into targets differently from how it learned them)."""
+def deployed_robot_io(cfg: RunConfig) -> dict[str, Any] | None:
+    """The robot I/O mapping to write beside each checkpoint (None without a robot_io.json): the file's, with
+    ``state`` set to ``data.use_state``. ValueError when its relative joints are not ``data.relative_dims`` (the
+    deployed model would turn its actions into targets differently from how it learned them)."""
     path = robot_io_path(cfg)
     if not path.is_file():
-        return
-    joints = json.loads(path.read_text(encoding="utf-8")).get("joints", [])
-    relative = [i for i, j in enumerate(joints) if j.get("relative", False)]
+        return None
+    mapping = json.loads(path.read_text(encoding="utf-8"))
+    relative = [i for i, j in enumerate(mapping.get("joints", [])) if j.get("relative", False)]
     if relative != sorted(cfg.data.relative_dims):
         raise ValueError(
             f"{path} has relative joints {relative} but data.relative_dims is {sorted(cfg.data.relative_dims)}; "
             "make them agree (or give another model.robot_io)"
         )
+    return {**mapping, "state": cfg.data.use_state}
 
 
 def training_stats(source: LeRobotSource, episodes: list[int], spec: SampleSpec) -> NormStats:
@@ -228,7 +230,7 @@ class Trainer:
         keys = SourceKeys(front=d.front_key, wrist=d.wrist_key or None, state=d.state_key, action=d.action_key)
         self.source = LeRobotSource(d.root, keys)
         self.spec = spec_of(cfg)
-        check_robot_io(cfg)
+        self.robot_io = deployed_robot_io(cfg)
         self.out.mkdir(parents=True, exist_ok=True)
         if self.info.is_main:
             cfg.save(self.out)
@@ -320,11 +322,8 @@ class Trainer:
         model = dist_utils.unwrap(self.model)
         save_pretrained(model, self.processor, directory, state_dict=state)
         self.split.save(directory / SPLIT_FILE)
-        robot_io = robot_io_path(self.cfg)
-        if robot_io.is_file():  # its "state" says whether the prompts hold the state: this run's data.use_state
-            mapping = json.loads(robot_io.read_text(encoding="utf-8"))
-            mapping["state"] = self.cfg.data.use_state
-            write_json(directory / ROBOT_IO_FILE, mapping)
+        if self.robot_io is not None:
+            write_json(directory / ROBOT_IO_FILE, self.robot_io)
 
     def _log(self, record: dict[str, Any], writer: Any) -> None:
         """Append ``record`` to log.jsonl and, when a writer is given, to TensorBoard (main rank only)."""
