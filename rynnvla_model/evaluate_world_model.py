@@ -3,7 +3,7 @@
 For each evaluated step t of an episode the checkpoint predicts the front (and wrist) frame t+H from the frames t
 and the world-model action of step t, H being the checkpoint's ``world_model_horizon`` (1, the release: the next
 frame), and the prediction is compared with the real frame t+H (both squashed to the model's image size with the
-same bicubic resize the model's input gets). Two references are scored the same way:
+same resize the model's input gets). Two references are scored the same way:
 
 * ``copy_baseline``: frame t itself as the prediction of t+H (a world model worth having beats it);
 * ``vq_reconstruction``: frame t+H encoded and decoded by the checkpoint's VQGAN (the best the tokens allow).

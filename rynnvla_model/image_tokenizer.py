@@ -127,9 +127,11 @@ def to_uint8_rgb(image: Any) -> np.ndarray:
 def resize(image: Any, size: int | tuple[int, int]) -> np.ndarray:
     """Squash an HxWx3 uint8 image to ``size`` (int or (height, width)) without keeping the aspect ratio.
 
-    Uses PIL's bicubic resampling, the default of ``PIL.Image.resize`` that the official LeRobot path relies on.
+    The one resize of the project: the converters write training frames with it and the nodes squash camera images
+    with it, so a model sees the same pixels in training and deployment. OpenCV's area averaging when shrinking
+    (anti-aliased), bilinear when enlarging.
     """
-    from PIL import Image
+    import cv2
 
     arr = to_uint8_rgb(image)
     h, w = (size, size) if isinstance(size, int) else size
@@ -137,7 +139,8 @@ def resize(image: Any, size: int | tuple[int, int]) -> np.ndarray:
         raise ValueError(f"target size must be positive, got {size}")
     if arr.shape[:2] == (h, w):
         return arr.copy()
-    return np.asarray(Image.fromarray(arr).resize((w, h), Image.Resampling.BICUBIC))
+    shrink = h * w < arr.shape[0] * arr.shape[1]
+    return cv2.resize(arr, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
 def pixels_from_uint8(images: np.ndarray) -> torch.Tensor:

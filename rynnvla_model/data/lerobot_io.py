@@ -12,7 +12,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 VIDEO_BACKEND = "pyav"
@@ -67,15 +66,6 @@ def parse_image_size(text: str | None) -> tuple[int, int] | None:
     if size is None or min(size) <= 0:
         raise ValueError(f"image size must be N or HxW with positive integers, got {text!r}")
     return size
-
-
-def resize_rgb(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
-    """``image`` resized to ``size`` (height, width); area interpolation when shrinking, bilinear otherwise."""
-    if size is None or image.shape[:2] == tuple(size):
-        return image
-    h, w = size
-    shrink = h * w < image.shape[0] * image.shape[1]
-    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
 def create_dataset(

@@ -34,11 +34,11 @@ from rynnvla_model.data.lerobot_io import (
     close_conversion,
     create_dataset,
     image_feature,
-    resize_rgb,
     save_episode,
     vector_feature,
 )
 from rynnvla_model.data.report import ConversionReport, EpisodeReport
+from rynnvla_model.image_tokenizer import resize
 
 STATE_NAMES = [
     "eef_x",
@@ -245,7 +245,8 @@ class LiberoConverter:
             raise DemoError(f"images must be (H, W, 3) uint8, got {image.shape}")
         if self.config.flip:
             image = rotate_180(image)
-        return np.ascontiguousarray(resize_rgb(image, self.config.image_size))
+        size = self.config.image_size
+        return np.ascontiguousarray(image if size is None else resize(image, size))
 
     def _ensure_dataset(self, front_hw: tuple[int, int], wrist_hw: tuple[int, int]) -> None:
         video = self.config.use_videos

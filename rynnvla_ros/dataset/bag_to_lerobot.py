@@ -36,11 +36,11 @@ from rynnvla_model.data.lerobot_io import (
     close_conversion,
     create_dataset,
     image_feature,
-    resize_rgb,
     save_episode,
     vector_feature,
 )
 from rynnvla_model.data.report import ConversionReport, EpisodeReport
+from rynnvla_model.image_tokenizer import resize
 from rynnvla_ros.dataset import extract
 from rynnvla_ros.dataset.bag_index import BagConfig, BagError, BagIndex, index_bag, open_reader
 from rynnvla_ros.dataset.episodes import Segment, segments
@@ -320,7 +320,8 @@ class _EpisodeWriter:
                 name = camera_of[conn.topic]
                 try:
                     image = extract.decode_rgb(store.deserialize_cdr(raw, conn.msgtype), conn.msgtype)
-                    image = resize_rgb(image, self.conv.config.image_size)
+                    if self.conv.config.image_size is not None:
+                        image = resize(image, self.conv.config.image_size)
                     if image.shape[:2] != tuple(size[name]):
                         raise extract.MessageError(f"image size {image.shape[:2]} != {tuple(size[name])}")
                 except Exception:  # reported per frame below

@@ -10,8 +10,9 @@ queues. With ``trigger`` request (lock-step simulation, e.g. libero_bridge) fron
 observation: each ChunkRequest names the stamp of the observation to answer (its frames and state are published
 with exactly that stamp), and the node answers it once, taking the request's stamp as "now" (nothing is stale in
 a simulator that waits) and the request's task when it has one. Images of another size than the model's are
-squashed to it explicitly (PIL bicubic, as in training; logged once per camera). The model's chunk is turned into
-absolute joint positions in radians (relative dimensions are added to the observed state) by the robot I/O mapping
+squashed to it explicitly (image_tokenizer.resize, as the converters wrote the training frames; logged once per
+camera). The model's chunk is turned into absolute joint positions in radians (relative dimensions are added to the
+observed state) by the robot I/O mapping
 (rynnvla_ros/inference/robot_io.py); a mapping with action_space eef_delta_gripper (LIBERO) publishes the model's
 actions unchanged, named by its action_names.
 
@@ -182,7 +183,7 @@ class PolicyNode(Node):
             self._resized.add(camera)
             self.get_logger().info(
                 f"{camera} images are {msg.width}x{msg.height}; squashing them to the model's "
-                f"{self.image_size[1]}x{self.image_size[0]} (PIL bicubic)"
+                f"{self.image_size[1]}x{self.image_size[0]}"
             )
         return rgb
 

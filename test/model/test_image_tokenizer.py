@@ -98,6 +98,13 @@ def test_tokenize_and_decode_through_vqgan(tokenizer: ImageTokenizer) -> None:
     assert ImageTokenizer(tokenizer.vqgan, tokenizer.layout, 512).block_length == 1060
 
 
+def test_shrinking_averages_pixel_areas() -> None:
+    """Converters and nodes share this resize; a 4x shrink is the mean of each 4x4 block (bicubic would ring)."""
+    image = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    blocks = image.reshape(64, 4, 64, 4, 3).mean(axis=(1, 3))
+    assert np.abs(resize(image, 64).astype(float) - blocks).max() <= 1.0
+
+
 def test_wrong_size_is_rejected_and_resize_is_explicit(tokenizer: ImageTokenizer) -> None:
     small = np.zeros((240, 320, 3), dtype=np.uint8)
     with pytest.raises(ValueError, match=r"expected images of 256x256 pixels, got 240x320"):
