@@ -15,7 +15,7 @@ export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$((RANDOM % 100 + 1))}
 export MUJOCO_GL=${MUJOCO_GL:-egl} HF_HUB_OFFLINE=1 OPENBLAS_NUM_THREADS=1
 
 EPISODES=${EPISODES:-101}   # demonstrations (layout seeds 1000...; evaluation uses seeds 0..49, never seen)
-STEPS=${STEPS:-2000}        # optimizer steps of each model
+STEPS=${STEPS:-6000}        # optimizer steps of each model (the ablation table: STEPS=2000)
 THREADS=${THREADS:-1}       # torch threads per training (the two trainings run side by side on 2 cores)
 VQ=${VQ:-$WORK/vq}          # tokenizer of the trainings (`vq` writes $WORK/vq; the shipped model reused an earlier one)
 
