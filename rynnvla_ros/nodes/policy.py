@@ -12,9 +12,8 @@ with exactly that stamp), and the node answers it once, taking the request's sta
 a simulator that waits) and the request's task when it has one. Images of another size than the model's are
 squashed to it explicitly (image_tokenizer.resize, as the converters wrote the training frames; logged once per
 camera). The model's chunk is turned into absolute joint positions in radians (relative dimensions are added to the
-observed state) by the robot I/O mapping
-(rynnvla_ros/inference/robot_io.py); a mapping with action_space eef_delta_gripper (LIBERO) publishes the model's
-actions unchanged, named by its action_names.
+observed state) by the robot I/O mapping (rynnvla_ros/inference/robot_io.py); a mapping with action_space
+eef_delta_gripper (LIBERO) publishes the model's actions unchanged, named by its action_names.
 
 Topics (relative names; launch profiles remap them to rynnvla_ros.topics):
   front/image_raw    sensor_msgs/Image        in (rgb8, bgr8 or mono8; depth 2, reliability from image_qos)
