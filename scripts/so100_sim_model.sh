@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The shipped SO100 sim model, end to end on a CPU: record expert demonstrations of the block-in-circle task through
 # the ROS graph, convert them, train the VQGAN and the RynnVLA model (with and, for the ablation, without world-model
-# samples), and evaluate. The shipped model and the ablation table in models/README.md come from these commands.
+# samples), continue the with-world-model run at a lower learning rate (`finetune`: the shipped model), and evaluate.
+# The shipped model and the ablation table in models/README.md come from these commands.
 #
-#   bash scripts/so100_sim_model.sh record|convert|vq|train|train_vla_only|eval|eval_wm|all   [WORK=dir]
+#   bash scripts/so100_sim_model.sh record|convert|vq|train|train_vla_only|finetune|eval|eval_wm|all   [WORK=dir]
 #
 # WORK (default work/so100_sim) holds the bags, the dataset and the runs; nothing is downloaded.
 set -euo pipefail
@@ -16,6 +17,7 @@ export MUJOCO_GL=${MUJOCO_GL:-egl} HF_HUB_OFFLINE=1 OPENBLAS_NUM_THREADS=1
 
 EPISODES=${EPISODES:-101}   # demonstrations (layout seeds 1000...; evaluation uses seeds 0..49, never seen)
 STEPS=${STEPS:-6000}        # optimizer steps of each model (the ablation table: STEPS=2000)
+FT_STEPS=${FT_STEPS:-5000}  # steps of `finetune` (from the with_wm model, peak 4e-4 cosine to 4e-5)
 THREADS=${THREADS:-1}       # torch threads per training (the two trainings run side by side on 2 cores)
 VQ=${VQ:-$WORK/vq}          # tokenizer of the trainings (`vq` writes $WORK/vq; the shipped model reused an earlier one)
 
@@ -35,12 +37,16 @@ vq() {
     --codebook-size 512 --steps 1500 --batch-size 32 --lr 2e-3 --foreground-weight 10
 }
 
-train_run() {  # $1: output dir, $2: world-model samples per VLA sample
+train_run() {  # $1: output dir, $2: world-model samples per VLA sample, then extra rynnvla-train options
   OMP_NUM_THREADS=$THREADS "$BIN/rynnvla-train" --config config/train_so100_sim.yaml --data.root "$WORK/dataset" \
-    --model.vqgan "$VQ" --data.world_model_ratio "$2" --train.steps "$STEPS" --train.output_dir "$1"
+    --model.vqgan "$VQ" --data.world_model_ratio "$2" --train.steps "$STEPS" --train.output_dir "$1" "${@:3}"
 }
 train() { train_run "$WORK/runs/with_wm" 0.5; }
 train_vla_only() { train_run "$WORK/runs/vla_only" 0; }
+finetune() {  # the shipped model: train's model trained FT_STEPS more steps on a second, lower cosine schedule
+  train_run "$WORK/runs/with_wm_ft" 0.5 --model.init "$WORK/runs/with_wm/final" --optim.lr 4e-4 --optim.min_lr 4e-5 \
+    --train.steps "$FT_STEPS"
+}
 
 eval_sim() {  # $1: run dir
   "$BIN/rynnvla-eval-sim" --checkpoint "$1/final" --episodes 50 --seed 0 --out "$1/eval_sim"
@@ -57,9 +63,10 @@ case "${1:-all}" in
   vq) vq ;;
   train) train ;;
   train_vla_only) train_vla_only ;;
-  eval) eval_sim "$WORK/runs/with_wm"; eval_sim "$WORK/runs/vla_only" ;;
-  eval_wm) eval_wm "$WORK/runs/with_wm"; eval_wm "$WORK/runs/vla_only" ;;
-  all) record; convert; vq; train & train_vla_only; wait; eval_sim "$WORK/runs/with_wm"; eval_sim "$WORK/runs/vla_only"
-       eval_wm "$WORK/runs/with_wm"; eval_wm "$WORK/runs/vla_only" ;;
+  finetune) finetune ;;
+  eval) for r in with_wm_ft with_wm vla_only; do eval_sim "$WORK/runs/$r"; done ;;
+  eval_wm) for r in with_wm_ft with_wm vla_only; do eval_wm "$WORK/runs/$r"; done ;;
+  all) record; convert; vq; train & train_vla_only; wait; THREADS=2 finetune
+       for r in with_wm_ft with_wm vla_only; do eval_sim "$WORK/runs/$r"; eval_wm "$WORK/runs/$r"; done ;;
   *) echo "unknown step $1" >&2; exit 2 ;;
 esac
