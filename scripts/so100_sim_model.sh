@@ -17,7 +17,7 @@ export MUJOCO_GL=${MUJOCO_GL:-egl} HF_HUB_OFFLINE=1 OPENBLAS_NUM_THREADS=1
 
 EPISODES=${EPISODES:-101}   # demonstrations (layout seeds 1000...; evaluation uses seeds 0..49, never seen)
 STEPS=${STEPS:-6000}        # optimizer steps of each model (the ablation table: STEPS=2000)
-FT_STEPS=${FT_STEPS:-5000}  # steps of `finetune` (from the with_wm model, peak 4e-4 cosine to 4e-5)
+FT_STEPS=${FT_STEPS:-5000}  # steps of `finetune` (continues the with_wm model; the shipped model)
 THREADS=${THREADS:-1}       # torch threads per training (the two trainings run side by side on 2 cores)
 VQ=${VQ:-$WORK/vq}          # tokenizer of the trainings (`vq` writes $WORK/vq; the shipped model reused an earlier one)
 
@@ -44,8 +44,8 @@ train_run() {  # $1: output dir, $2: world-model samples per VLA sample, then ex
 train() { train_run "$WORK/runs/with_wm" 0.5; }
 train_vla_only() { train_run "$WORK/runs/vla_only" 0; }
 finetune() {  # the shipped model: train's model trained FT_STEPS more steps on a second, lower cosine schedule
-  train_run "$WORK/runs/with_wm_ft" 0.5 --model.init "$WORK/runs/with_wm/final" --optim.lr 4e-4 --optim.min_lr 4e-5 \
-    --train.steps "$FT_STEPS"
+  STEPS=$FT_STEPS train_run "$WORK/runs/with_wm_ft" 0.5 --model.init "$WORK/runs/with_wm/final" --optim.lr 4e-4 \
+    --optim.min_lr 4e-5
 }
 
 eval_sim() {  # $1: run dir
