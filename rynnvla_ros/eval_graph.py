@@ -2,8 +2,9 @@
 
 :class:`ProfileGraph` starts the profile's nodes of this package with their usual parameter files and remappings
 (:func:`rynnvla_ros.bringup.start_nodes`: nodes that ask for their own process run as children), adds the
-evaluation's client node, and spins them all in a background thread of their own rclpy context. The client's waits
-call :meth:`ProfileGraph.check_children`, so a dead child ends the run with an error instead of a hang.
+evaluation's client node, and spins them in background threads (:class:`rynnvla_ros.node_runner.NodeSpinner`) in
+their own rclpy context. The client's waits call :meth:`ProfileGraph.check_children`, so a dead child or a node whose
+callback raised ends the run with an error instead of a hang.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ class ProfileGraph:
         skip: Sequence[str] = (),
     ) -> None:
         import rclpy
-        from rclpy.executors import MultiThreadedExecutor
 
         from rynnvla_ros.bringup import share_dir, start_nodes
+        from rynnvla_ros.node_runner import NodeSpinner
         from rynnvla_ros.profiles import get_profile
 
         self.context = rclpy.Context()
@@ -43,8 +44,7 @@ class ProfileGraph:
         self.nodes: list[Any] = []
         self.children: dict[str, Any] = {}
         self.client: Any = None
-        self.executor = None
-        self.thread = None
+        self.spinner = None
         try:
             profile = get_profile(name)
             values = profile.resolve(dict(args))
@@ -58,11 +58,7 @@ class ProfileGraph:
         except Exception:
             self.close()
             raise
-        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
-        for node in [*self.nodes, self.client.node]:
-            self.executor.add_node(node)
-        self.thread = threading.Thread(target=self.executor.spin, name=f"{name}-eval-graph", daemon=True)
-        self.thread.start()
+        self.spinner = NodeSpinner([*self.nodes, self.client.node], self.context)
 
     def node_named_after(self, executable: str) -> str:
         """The name of the graph's node of ``executable``; EvalError when there is none."""
@@ -72,7 +68,9 @@ class ProfileGraph:
         raise EvalError(f"the graph has no {executable} node")
 
     def check_children(self) -> None:
-        """EvalError when a child process has exited."""
+        """EvalError when a child process has exited or a callback raised (the graph no longer spins)."""
+        if self.spinner is not None and self.spinner.stopped.is_set():
+            raise EvalError(f"the graph stopped spinning: a callback raised {self.spinner.error!r}")
         for name, child in self.children.items():
             if child.poll() is not None:
                 raise EvalError(f"{name} (pid {child.pid}) exited with code {child.returncode}; see its log above")
@@ -85,10 +83,8 @@ class ProfileGraph:
         from rynnvla_ros.node_runner import close_nodes
 
         stop_children(list(self.children.values()))
-        if self.executor is not None:
-            self.executor.shutdown(timeout_sec=5.0)
-        if self.thread is not None:
-            self.thread.join(10.0)
+        if self.spinner is not None:
+            self.spinner.stop()
         close_nodes(self.nodes)
         if self.client is not None:
             self.client.node.destroy_node()

@@ -7,9 +7,10 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
 from rynnvla_ros.executables import NODES
@@ -40,40 +41,75 @@ def close_nodes(nodes: Sequence[Node]) -> None:
         node.destroy_node()
 
 
-def spin_nodes(nodes: Sequence[Node], threads: int | None = None) -> None:
-    """Spin ``nodes`` until Ctrl-C or SIGTERM; then close and destroy them and shut rclpy down.
+class NodeSpinner:
+    """Spins each of ``nodes`` on a single-threaded executor of its own, each in a thread of its own (in
+    ``context``, rclpy's default when None), until :meth:`stop`.
 
-    The signals only set a flag that the spin loop reads every :data:`STOP_POLL` s, so no callback is interrupted
+    Not rclpy's ``MultiThreadedExecutor``: its dispatch loop keeps a core busy and, measured here with the SO100
+    controller and a 100 Hz subscriber in one process, delivers messages hundreds of milliseconds late and drops
+    some (``rynnvla-bench-ros executors``, docs/benchmarks.md; ros2/rclpy#1223). One node's callbacks run one at a
+    time, as in a mutually exclusive callback group; nodes with slow work do it on worker threads of their own.
+    An exception raised in a callback stops all spinning: :attr:`stopped` is set and :attr:`error` holds it.
+    """
+
+    def __init__(self, nodes: Sequence[Node], context: Any = None) -> None:
+        self.stopped = threading.Event()  # set by stop() and when a node's spinning ended on its own
+        self.error: BaseException | None = None  # the first exception a callback raised
+        self._executors = [SingleThreadedExecutor(context=context) for _ in nodes]
+        self._threads = []
+        for node, executor in zip(nodes, self._executors, strict=True):
+            executor.add_node(node)
+            thread = threading.Thread(target=self._spin, args=(executor,), name=f"spin-{node.get_name()}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _spin(self, executor: SingleThreadedExecutor) -> None:
+        try:
+            while not self.stopped.is_set() and executor.context.ok():
+                executor.spin_once(timeout_sec=STOP_POLL)
+        except ExternalShutdownException:
+            pass
+        except BaseException as exc:  # kept for the caller: spin_nodes raises it, ProfileGraph reports it
+            self.error = self.error or exc
+        finally:
+            self.stopped.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop spinning and wait for the threads (each finishes the callback it is in)."""
+        self.stopped.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        for executor in self._executors:
+            executor.shutdown(timeout_sec=1.0)
+
+
+def spin_nodes(nodes: Sequence[Node]) -> None:
+    """Spin ``nodes`` (:class:`NodeSpinner`) until Ctrl-C, SIGTERM or the context's shutdown; then close and destroy
+    them and shut rclpy down.
+
+    The signals only set a flag that the spin loops read every :data:`STOP_POLL` s, so no callback is interrupted
     half-way (an exception raised at an arbitrary point could leave a lock held and the shutdown waiting on it), and
     the nodes close while the context is still valid. A second signal interrupts a shutdown that hangs.
-
-    A single node whose class sets ``SINGLE_THREADED = True`` (it does its heavy work on its own thread) gets a
-    single-threaded executor, which delivers messages about 3 ms sooner than rclpy's multi-threaded one; anything
-    else shares one multi-threaded executor.
     """
-    if len(nodes) == 1 and getattr(nodes[0], "SINGLE_THREADED", False):
-        executor = SingleThreadedExecutor()
-    else:
-        executor = MultiThreadedExecutor(num_threads=threads)
-    for node in nodes:
-        executor.add_node(node)
-    stop = threading.Event()
+    spinner = NodeSpinner(nodes)
 
     def request_stop(_signum: int, _frame: object) -> None:
-        if stop.is_set():
+        if spinner.stopped.is_set():
             raise KeyboardInterrupt
-        stop.set()
+        spinner.stopped.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, request_stop)
     try:
-        while not stop.is_set() and rclpy.ok():
-            executor.spin_once(timeout_sec=STOP_POLL)
-    except (KeyboardInterrupt, ExternalShutdownException):
+        while not spinner.stopped.wait(STOP_POLL) and rclpy.ok():
+            pass
+        spinner.stop()
+        if spinner.error is not None:
+            raise spinner.error
+    except KeyboardInterrupt:
         pass
     finally:
         close_nodes(nodes)
-        executor.shutdown(timeout_sec=1.0)
         if rclpy.ok():
             rclpy.shutdown()
 

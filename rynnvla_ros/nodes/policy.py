@@ -95,8 +95,6 @@ TRIGGERS = ("frame", "request")
 class PolicyNode(Node):
     """Thin ROS shell: observation gating, a latest-only inference thread and the chunk publishers."""
 
-    SINGLE_THREADED = True  # inference runs on its own worker thread (see node_runner.spin_nodes)
-
     def __init__(self, **kwargs) -> None:
         super().__init__("policy", **kwargs)
         spec = declare_model_spec(self)

@@ -100,8 +100,6 @@ def offered_qos(info) -> object:
 class RecorderNode(Node):
     """Thin ROS shell around the episode recorders of :mod:`rynnvla_ros.recording`."""
 
-    SINGLE_THREADED = True  # callbacks only queue bytes; writing happens on the writer thread
-
     def __init__(self, **kwargs) -> None:
         super().__init__("recorder", **kwargs)
         p = {

@@ -89,8 +89,6 @@ class Request:
 class WorldModelNode(Node):
     """Thin ROS shell: frame/joint buffers, a latest-only prediction thread and the predicted-image publishers."""
 
-    SINGLE_THREADED = True  # inference runs on its own worker thread (see node_runner.spin_nodes)
-
     def __init__(self, **kwargs) -> None:
         super().__init__("world_model", **kwargs)
         spec = declare_model_spec(self)

@@ -14,7 +14,7 @@ import pytest
 import rclpy
 from conftest import spin_until
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rynnvla_ros.srv import TaskReset
 from sensor_msgs.msg import JointState
@@ -63,14 +63,14 @@ class StandInController:
 
 
 @contextmanager
-def expert_running(ros_context, others: list, **params) -> Iterator[tuple[So100ExpertNode, MultiThreadedExecutor]]:
+def expert_running(ros_context, others: list, **params) -> Iterator[tuple[So100ExpertNode, SingleThreadedExecutor]]:
     """An ``so100_expert`` (not recording, not exiting; ``params`` on top) in one executor with ``others`` nodes,
     all destroyed afterwards."""
     params = {"record": False, "exit_when_done": False, **params}
     expert = So100ExpertNode(
         context=ros_context, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()]
     )
-    executor = MultiThreadedExecutor(context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
     for node in (expert, *others):
         executor.add_node(node)
     try:
@@ -82,9 +82,29 @@ def expert_running(ros_context, others: list, **params) -> Iterator[tuple[So100E
             node.destroy_node()
 
 
+@contextmanager
+def spinning_concurrently(node) -> Iterator[None]:
+    """Spin ``node`` on rclpy's multi-threaded executor in a background thread (its callbacks may overlap), then
+    destroy it."""
+    executor = MultiThreadedExecutor(context=node.context)
+    executor.add_node(node)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        executor.shutdown(timeout_sec=5.0)
+        thread.join(5.0)
+        node.destroy_node()
+
+
 def test_a_late_reset_is_asked_again_and_a_refusal_stops_with_exit_code_1(ros_context) -> None:
     controller = StandInController(ros_context, first_delay=3.0)
-    with expert_running(ros_context, [controller.node], seed=7, service_timeout=0.5) as (expert, executor):
+    # the stand-in answers the second request while its first answer sleeps: it needs overlapping callbacks
+    with (
+        spinning_concurrently(controller.node),
+        expert_running(ros_context, [], seed=7, service_timeout=0.5) as (expert, executor),
+    ):
         assert spin_until(executor, lambda: expert.exit_code == 1, timeout=20.0), controller.seeds
         # the first request timed out after 0.5 s (answered at 3 s: slack for a stalled machine); the second, same
         # seed, was refused

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import rclpy
 from conftest import spin_until
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile
 from rosgraph_msgs.msg import Clock
@@ -19,6 +19,7 @@ from rynnvla_model.data.libero import STATE_NAMES
 from rynnvla_ros.image_conversion import image_to_rgb
 from rynnvla_ros.libero.protocol import ACTION_NAMES, ACTION_SPACE
 from rynnvla_ros.libero.sim import observation_state, rotate_180
+from rynnvla_ros.node_runner import NodeSpinner
 from rynnvla_ros.nodes.model_common import stamp_ns
 
 pytestmark = [pytest.mark.ros, pytest.mark.sim, pytest.mark.slow]
@@ -93,8 +94,9 @@ def test_tiny_model_drives_a_libero_task_in_lockstep_and_a_forced_success_is_rep
         ),
     )
     probe = Probe(ros_context)
-    executor = MultiThreadedExecutor(num_threads=4, context=ros_context)
-    for node in (bridge, policy, probe.node):
+    bridge_spinner = NodeSpinner([bridge], ros_context)  # on a thread of its own, as in its own process
+    executor = SingleThreadedExecutor(context=ros_context)
+    for node in (policy, probe.node):
         executor.add_node(node)
     calls = []  # what the model is given: the history is the previous step's frame, none at an episode's start
     model_call = policy.model.predict_chunk
@@ -178,6 +180,7 @@ def test_tiny_model_drives_a_libero_task_in_lockstep_and_a_forced_success_is_rep
     finally:
         del policy.model.predict_chunk  # the model object is shared through the process's model cache
         executor.shutdown()
+        bridge_spinner.stop()
         policy.close()
         bridge.close()
         for node in (bridge, policy, probe.node):
@@ -200,8 +203,9 @@ def test_realtime_mode_steps_without_waiting_and_executes_the_policys_chunks(ros
         ),
     )
     probe = Probe(ros_context)
-    executor = MultiThreadedExecutor(num_threads=4, context=ros_context)
-    for node in (bridge, policy, probe.node):
+    bridge_spinner = NodeSpinner([bridge], ros_context)  # on a thread of its own, as in its own process
+    executor = SingleThreadedExecutor(context=ros_context)
+    for node in (policy, probe.node):
         executor.add_node(node)
     try:
         assert spin_until(executor, lambda: (s := probe.status(1)) is not None and s.done, 180.0)
@@ -217,6 +221,7 @@ def test_realtime_mode_steps_without_waiting_and_executes_the_policys_chunks(ros
         assert probe.images["front"][max(probe.images["front"])].width == 64
     finally:
         executor.shutdown()
+        bridge_spinner.stop()
         policy.close()
         bridge.close()
         for node in (bridge, policy, probe.node):

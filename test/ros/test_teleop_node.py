@@ -12,7 +12,7 @@ import pytest
 import rclpy
 from conftest import node_executable, spin_until
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory
@@ -161,7 +161,7 @@ def test_the_simulated_follower_tracks_the_leader(ros_context, tmp_path: Path) -
     probe = rclpy.create_node("follower_probe", context=ros_context)
     probe.create_subscription(JointState, "/joint_command", commands.append, 200)
     probe.create_subscription(JointState, "/joint_states", states.append, 200)
-    executor = MultiThreadedExecutor(context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
     for n in (teleop, controller, probe):
         executor.add_node(n)
     target = stand_in.expected_radians()
