@@ -47,7 +47,7 @@ class NodeSpinner:
 
     Not rclpy's ``MultiThreadedExecutor``: its dispatch loop keeps a core busy and, measured here with the SO100
     controller and a 100 Hz subscriber in one process, delivers messages hundreds of milliseconds late and drops
-    some (``rynnvla-bench-ros executors``, docs/benchmarks.md; ros2/rclpy#1223). One node's callbacks run one at a
+    some (``rynnvla-bench-executors``, docs/benchmarks.md; ros2/rclpy#1223). One node's callbacks run one at a
     time, as in a mutually exclusive callback group; nodes with slow work do it on worker threads of their own.
     An exception raised in a callback stops all spinning: :attr:`stopped` is set and :attr:`error` holds it.
     """
