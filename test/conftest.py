@@ -93,6 +93,16 @@ def spin_until(executor: object, predicate: Callable[[], bool], timeout: float) 
     return predicate()
 
 
+def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Poll ``predicate()`` every 10 ms (something else does the work) until it holds or ``timeout`` s pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
 def node_executable(name: str) -> Path:
     """Path of an installed node executable (lib/rynnvla_ros/<name>), as ``ros2 run`` finds it."""
     from ament_index_python.packages import get_package_prefix

@@ -5,6 +5,7 @@ import threading
 import time
 
 import numpy as np
+from conftest import wait_for
 
 from rynnvla_ros.control.backend import Backend, BackendError, JointReading
 from rynnvla_ros.control.supervisor import BackendSupervisor
@@ -43,15 +44,6 @@ class FlakyArm(Backend):
     def close(self) -> None:
         self.closes += 1
         self._open = False
-
-
-def wait_for(predicate, timeout=5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 def test_retries_until_connected_then_reconnects_after_failed_reads(caplog):

@@ -8,18 +8,12 @@ import time
 
 import pytest
 import rclpy
+from conftest import wait_for
 from std_msgs.msg import Empty
 
 from rynnvla_ros.node_runner import NodeSpinner
 
 pytestmark = pytest.mark.ros
-
-
-def _wait(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return predicate()
 
 
 def test_a_node_busy_in_a_callback_does_not_hold_up_the_others(ros_context) -> None:
@@ -37,9 +31,9 @@ def test_a_node_busy_in_a_callback_does_not_hold_up_the_others(ros_context) -> N
     poke = other.create_publisher(Empty, "/poke", 10)
     spinner = NodeSpinner([busy, other], ros_context)
     try:
-        assert _wait(lambda: poke.publish(Empty()) or entered.wait(0.1), 20.0)  # busy's callback now blocks
+        assert wait_for(lambda: poke.publish(Empty()) or entered.wait(0.1), 20.0)  # busy's callback now blocks
         n = len(ticks)
-        assert _wait(lambda: len(ticks) >= n + 20, 20.0)  # the other node's timer runs on meanwhile
+        assert wait_for(lambda: len(ticks) >= n + 20, 20.0)  # the other node's timer runs on meanwhile
         assert not spinner.stopped.is_set()
     finally:
         release.set()
